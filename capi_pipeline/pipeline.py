@@ -1,0 +1,433 @@
+"""The stage functions that the CLI and the Airflow DAGs both call.
+
+A row's path to Meta, in order:
+
+    extract.read_chunks        file -> chunks with source row numbers
+    contracts.ContractValidator.check_table / validate     pass 1, whole partition, before anything is sent
+    mapping.to_canonical       source columns -> CAPI-named columns, event_time in seconds, stable event_id
+    rules.check_rows           Meta's per-row rules (time window, Purchase value/currency, app_data, ...)
+    normalize.normalize_user_data   normalize + hash each user_data key
+    payload.build_events       event dicts + Limited Data Use
+    upload.deliver             batches -> client.CapiClient (or DryRunClient), exactly once via ledger.Ledger
+    report                     report.json / report.html / quarantine.csv in the run's output folder
+
+Pass 1 validates every file of the partition (a table-level failure stops the run before any request); pass 2
+re-reads the files, skips the rows pass 1 rejected and streams events into the uploader, so the transform overlaps
+with the uploads and memory does not grow with the partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from capi_pipeline import __version__, extract, mapping, payload
+from capi_pipeline.config import DestinationConfig, PipelineConfig, load_pipeline
+from capi_pipeline.errors import ConfigurationError, InputError
+from capi_pipeline.report import QuarantineWriter, RunStats, write_json
+
+__all__ = [
+    "FileValidation",
+    "RunResult",
+    "load_pipeline",
+    "partition_files",
+    "resolve_token",
+    "run",
+    "validate",
+    "normalize_options",
+]
+
+log = logging.getLogger("capi_pipeline")
+
+
+@dataclass
+class FileValidation:
+    """Pass-1 result for one file: which rows the contract rejected."""
+
+    path: Path
+    name: str
+    rows: int
+    rejected_rows: set[int] = field(default_factory=set)
+
+
+@dataclass
+class RunResult:
+    stats: RunStats
+    out_dir: Path
+    report_path: Path
+    exit_code: int
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.stats.totals()
+
+
+def partition_files(cfg: PipelineConfig, date: str) -> list[Path]:
+    files = extract.list_partition(cfg.partition_glob(date), max_files=cfg.source.max_files)
+    if not files:
+        raise InputError(f"{cfg.partition_glob(date)}: no files for {date} (rule: partition_exists)")
+    return files
+
+
+def resolve_token(dest: DestinationConfig, env: Mapping[str, str] | None = None) -> Any:
+    """The access token from the environment variable the destination names, as a masked `Secret`."""
+    from capi_pipeline.client import Secret
+
+    value = (env if env is not None else os.environ).get(dest.token_env, "").strip()
+    if not value:
+        raise ConfigurationError(
+            f"no access token: set the environment variable {dest.token_env} "
+            f"(dataset {dest.dataset_id}); on Airflow use the connection {dest.connection_id!r}")
+    return Secret(value)
+
+
+def normalize_options(cfg: PipelineConfig) -> Any:
+    from capi_pipeline.normalize import NormalizeOptions
+
+    country = cfg.user_data.default_country.lower() if cfg.user_data.default_country else None
+    return NormalizeOptions(hash=cfg.user_data.hash, default_country=country, dob_order=cfg.user_data.dob_order,
+                            hash_external_id=cfg.user_data.hash_external_id)
+
+
+def validate(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, now: int | None = None) -> RunResult:
+    """Contract and Meta's rules only: writes the report and the quarantine, sends nothing."""
+    out = cfg.output_dir(date, out_dir)
+    stats = RunStats(pipeline=cfg.name, date=date, mode="validate")
+    with QuarantineWriter(out / "quarantine.csv") as quarantine:
+        stats.quarantine_file = str(quarantine.path)
+        validations = _validate_partition(cfg, date, stats, quarantine)
+        for _ in _events(cfg, validations, stats, quarantine, now=now):
+            pass
+    stats.finished_at = time.time()
+    path = _write_report(stats, out)
+    return RunResult(stats=stats, out_dir=out, report_path=path, exit_code=0)
+
+
+def run(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, dry_run_dir: Path | None = None,
+        force: bool = False, tokens: Mapping[str, Any] | None = None, now: int | None = None,
+        progress: Callable[[Any], None] | None = None) -> RunResult:
+    """Read the date's partition, validate, transform and deliver it; write report and quarantine."""
+    from capi_pipeline import upload
+    from capi_pipeline.client import CapiClient, ClientSettings, DryRunClient, make_session
+    from capi_pipeline.ledger import Ledger
+
+    out = cfg.output_dir(date, out_dir)
+    stats = RunStats(pipeline=cfg.name, date=date, mode="dry-run" if dry_run_dir else "run")
+    settings = upload.UploadSettings(batch_size=cfg.batching.size, concurrency=cfg.batching.concurrency,
+                                     max_attempts=cfg.batching.max_attempts,
+                                     max_retry_seconds=cfg.batching.max_retry_seconds)
+    if dry_run_dir is None:
+        tokens = dict(tokens or {})
+        for dest in cfg.destinations:
+            tokens.setdefault(dest.dataset_id, resolve_token(dest))
+    exit_code = 0
+    with QuarantineWriter(out / "quarantine.csv") as quarantine:
+        stats.quarantine_file = str(quarantine.path)
+        validations = _validate_partition(cfg, date, stats, quarantine)
+        for i, dest in enumerate(cfg.destinations):
+            # Only the first pass over the rows counts them; later destinations rebuild the same events.
+            pass_stats = stats if i == 0 else RunStats(pipeline=cfg.name, date=date)
+            pass_q = quarantine if i == 0 else None
+            events = _events(cfg, validations, pass_stats, pass_q, now=now)
+            scope = f"{cfg.name}/{date}/{dest.dataset_id}"
+            started = time.perf_counter()
+            if dry_run_dir is not None:
+                client: Any = DryRunClient(dry_run_dir if len(cfg.destinations) == 1
+                                           else dry_run_dir / dest.dataset_id,
+                                           request_body=_client_settings(dest, None, cfg))
+                result = upload.deliver(events, client=client, settings=settings, ledger=None, scope=scope,
+                                        force=True, progress=progress)
+            else:
+                session = make_session(cfg.batching.concurrency)
+                ledger = Ledger.open(cfg.ledger_location())
+                try:
+                    client = CapiClient(session, _client_settings(dest, tokens[dest.dataset_id], cfg))
+                    result = upload.deliver(events, client=client, settings=settings, ledger=ledger, scope=scope,
+                                            force=force, progress=progress)
+                finally:
+                    ledger.close()
+                    session.close()
+            stats.stage_seconds[f"deliver:{dest.dataset_id}"] += time.perf_counter() - started
+            stats.delivery[dest.dataset_id] = _delivery_summary(result)
+            if quarantine is not None and result.rejected:
+                quarantine.write([{"file": r.file, "row": r.row, "event_name": r.event_name,
+                                   "event_id": r.event_id, "rule": "meta_rejected", "field": None,
+                                   "message": _meta_message(r)} for r in result.rejected])
+                if i == 0:
+                    stats.reject("meta", "meta_rejected", len(result.rejected))
+            if result.events_failed:
+                exit_code = 1
+    stats.finished_at = time.time()
+    path = _write_report(stats, out)
+    return RunResult(stats=stats, out_dir=out, report_path=path, exit_code=exit_code)
+
+
+def _client_settings(dest: DestinationConfig, token: Any, cfg: PipelineConfig) -> Any:
+    from capi_pipeline.client import ClientSettings, Secret
+
+    return ClientSettings(
+        endpoint=dest.endpoint, api_version=dest.api_version, dataset_id=dest.dataset_id,
+        token=token if token is not None else Secret(""), timeout_s=cfg.batching.timeout_s,
+        test_event_code=dest.test_event_code, partner_agent=dest.partner_agent or f"capi-pipeline-{__version__}",
+        upload_tag=dest.upload_tag, namespace_id=dest.namespace_id)
+
+
+def _meta_message(r: Any) -> str:
+    parts = [f"Meta rejected the event (code {r.code}"]
+    if r.subcode:
+        parts.append(f", subcode {r.subcode}")
+    parts.append(")")
+    if r.fbtrace_id:
+        parts.append(f" fbtrace_id {r.fbtrace_id}")
+    if r.message:
+        parts.append(f": {r.message}")
+    return "".join(parts)
+
+
+def _delivery_summary(result: Any) -> dict[str, Any]:
+    return {
+        "batches": result.batches, "requests": result.requests, "events_sent": result.events_sent,
+        "events_delivered": result.events_delivered, "events_failed": result.events_failed,
+        "events_rejected": result.events_rejected,
+        "events_skipped_already_sent": result.events_skipped_already_sent, "events_resent": result.events_resent,
+        "retries": result.retries, "throttled": result.throttled, "bisections": result.bisections,
+        "failures": [vars(f) for f in result.failures][:50], "fbtrace_ids": list(result.fbtrace_ids)[:50],
+    }
+
+
+def _write_report(stats: RunStats, out: Path) -> Path:
+    path = write_json(stats, out)
+    try:
+        from capi_pipeline import report_html
+    except ImportError:
+        return path
+    report_html.write_html(stats.to_dict(), out)
+    return path
+
+
+def _validate_partition(cfg: PipelineConfig, date: str, stats: RunStats,
+                        quarantine: QuarantineWriter | None) -> list[FileValidation]:
+    """Pass 1: the contract over every file; raises before anything is sent on a table-level failure."""
+    from capi_pipeline.contracts import ContractValidator, load_contract, resolve_contract_path
+
+    started = time.perf_counter()
+    validator = ContractValidator(load_contract(resolve_contract_path(cfg.contract, cfg.base_dir)))
+    results = []
+    for path in partition_files(cfg, date):
+        name = extract.display_name(path, cfg.base_dir)
+        fv = FileValidation(path=path, name=name, rows=0)
+        checked = False
+        for chunk in extract.read_chunks(path, cfg.source.format, cfg.source.batch_rows, name=name):
+            if not checked:
+                validator.check_table(chunk.frame, file=name)
+                checked = True
+            fv.rows += len(chunk.frame)
+            res = validator.validate(chunk.frame, file=name, first_row=chunk.first_row)
+            for rec in res.rejections:
+                fv.rejected_rows.add(int(rec["row"]))
+                stats.reject("contract", rec["rule"])
+            if quarantine is not None and res.rejections:
+                quarantine.write(res.rejections)
+        stats.files.append(name)
+        stats.rows_by_file[name] = fv.rows
+        stats.rows_read += fv.rows
+        results.append(fv)
+    stats.stage_seconds["validate"] += time.perf_counter() - started
+    return results
+
+
+def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunStats,
+            quarantine: QuarantineWriter | None, *, now: int | None) -> Iterator[Any]:
+    """Pass 2: stream the partition's valid rows as events (a generator the uploader consumes)."""
+    from capi_pipeline.rules import RuleSettings, SeenEvents
+
+    rule_settings = RuleSettings(max_age_days=cfg.rules.max_age_days,
+                                 physical_store_max_age_days=cfg.rules.physical_store_max_age_days,
+                                 future_tolerance_s=cfg.rules.future_tolerance_s)
+    options = normalize_options(cfg)
+    seen = SeenEvents()
+    clock = int(time.time()) if now is None else now
+    for fv in validations:
+        for chunk in extract.read_chunks(fv.path, cfg.source.format, cfg.source.batch_rows, name=fv.name):
+            built = transform_chunk(cfg, chunk, fv.rejected_rows, stats, quarantine, options=options,
+                                    rule_settings=rule_settings, seen=seen, now=clock)
+            yield from built
+
+
+def transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: set[int], stats: RunStats,
+                    quarantine: QuarantineWriter | None, *, options: Any, rule_settings: Any, seen: Any,
+                    now: int) -> list[Any]:
+    """One chunk through mapping, rules, normalization and payload; rejections go to quarantine."""
+    from capi_pipeline import normalize, rules
+
+    t0 = time.perf_counter()
+    frame = chunk.frame
+    rows = np.arange(chunk.first_row, chunk.first_row + len(frame))
+    if rejected_rows:
+        keep = ~np.isin(rows, np.fromiter(rejected_rows, dtype=np.int64, count=len(rejected_rows)))
+        frame = frame[keep].reset_index(drop=True)
+        first_rows = rows[keep]
+    else:
+        first_rows = rows
+    canon = mapping.to_canonical(frame, cfg, file=chunk.file, first_row=chunk.first_row)
+    canon["_row"] = first_rows
+    t1 = time.perf_counter()
+
+    checked = rules.check_rows(canon, now=now, settings=rule_settings)
+    valid = np.asarray(checked.valid, dtype=bool)
+    rejections = list(checked.rejections)
+    if len(canon):
+        dup = np.asarray(seen.mark(canon), dtype=bool) & valid
+        if dup.any():
+            for i in np.flatnonzero(dup):
+                rejections.append(_record(canon, i, "duplicate_event_id", "event_id",
+                                          "event_name + event_id already seen in this partition"))
+            valid &= ~dup
+    for rec in rejections:
+        stats.reject("rules", rec["rule"])
+    canon = canon[valid].reset_index(drop=True)
+    t2 = time.perf_counter()
+
+    fields = []
+    for col, key in mapping.user_data_columns(canon):
+        source_col = _source_column(cfg, col)
+        prehashed = source_col in cfg.user_data.prehashed or cfg.mapping[col.split("#", 1)[0]].prehashed
+        fields.append(normalize.RawField(key=key, values=canon[col], prehashed=prehashed))
+    ud = normalize.normalize_user_data(fields, options)
+    for key, n in ud.present_before.items():
+        stats.key_coverage_before[key] += n
+    for (key, reason), n in ud.drops.items():
+        stats.fields_dropped[f"{key}:{reason}"] += n
+    stats.hashed.update(ud.hashed)
+    stats.prehashed.update(ud.prehashed)
+    rejected_ud = ud.row_rejection.notna().to_numpy() if len(canon) else np.zeros(0, dtype=bool)
+    for i in np.flatnonzero(rejected_ud):
+        reason = ud.row_rejection.iloc[i]
+        rejections.append(_record(canon, i, reason, "user_data", _UD_MESSAGES.get(reason, reason)))
+        stats.reject("user_data", reason)
+    keep_ud = ~rejected_ud
+    canon = canon[keep_ud].reset_index(drop=True)
+    values = {k: s[keep_ud].reset_index(drop=True) for k, s in ud.values.items()}
+    t3 = time.perf_counter()
+
+    ldu_states = ldu_consent = None
+    if cfg.ldu.policy in ("by_state", "consent") and "user_data.st" in canon:
+        ldu_states = _plain_states(canon, options)
+    if cfg.ldu.policy == "consent" and cfg.ldu.consent_column:
+        consent_src = frame[cfg.ldu.consent_column] if cfg.ldu.consent_column in frame else None
+        ldu_consent = _consent(consent_src, first_rows, canon["_row"]) if consent_src is not None else None
+    built = payload.build_events(canon, values, ldu_policy=cfg.ldu.policy, ldu_states=ldu_states,
+                                 ldu_consent=ldu_consent)
+    stats.ldu.update(built.ldu_by_state)
+    stats.events_built += len(built.events)
+    if len(canon):
+        stats.events_by_name.update(canon["event_name"].tolist())
+        stats.add_event_ages((now - canon["event_time"].astype("int64")).tolist())
+        for key, s in values.items():
+            present = s.notna()
+            stats.key_coverage_after[key] += int(present.sum())
+            for name, n in canon.loc[present.to_numpy(), "event_name"].value_counts().items():
+                stats.key_coverage_by_event[name][key] += int(n)
+        for name, n in canon["event_name"].value_counts().items():
+            stats.key_coverage_by_event[name]["_events"] += int(n)
+    if quarantine is not None and rejections:
+        quarantine.write(rejections)
+    t4 = time.perf_counter()
+    stats.stage_seconds["map"] += t1 - t0
+    stats.stage_seconds["rules"] += t2 - t1
+    stats.stage_seconds["normalize_hash"] += t3 - t2
+    stats.stage_seconds["payload"] += t4 - t3
+    return built.events
+
+
+_UD_MESSAGES = {
+    "no_customer_information": "no usable customer information parameter remains after normalization",
+    "baseline_invalid_combination": "the remaining identifiers are only a combination Meta rejects on its own",
+}
+
+
+def _record(canon: pd.DataFrame, i: int, rule: str, fld: str | None, message: str) -> dict[str, Any]:
+    row = canon.iloc[i]
+    return {"file": row["_file"], "row": int(row["_row"]), "event_name": row.get("event_name"),
+            "event_id": row.get("event_id"), "rule": rule, "field": fld, "message": message}
+
+
+def _source_column(cfg: PipelineConfig, canon_col: str) -> str | None:
+    path, _, nth = canon_col.partition("#")
+    src = cfg.mapping.get(path)
+    if src is None or not src.columns:
+        return None
+    idx = int(nth) - 1 if nth else 0
+    return src.columns[idx] if idx < len(src.columns) else None
+
+
+def _plain_states(canon: pd.DataFrame, options: Any) -> pd.Series:
+    """Normalized, unhashed 2-letter US state per row (LDU needs the state itself, not its hash)."""
+    import dataclasses
+
+    from capi_pipeline.normalize import normalize_key
+
+    plain = dataclasses.replace(options, hash=False)
+    country = None
+    if "user_data.country" in canon:
+        country, _ = normalize_key("country", canon["user_data.country"], country=None, options=plain)
+    states, _ = normalize_key("st", canon["user_data.st"], country=country, options=plain)
+    if country is not None:
+        us = country.isna() | (country == "us")
+        states = states.where(us, None)
+    return states
+
+
+def _consent(values: pd.Series, rows_kept: np.ndarray, rows_now: pd.Series) -> pd.Series:
+    truthy = values.map(lambda v: str(v).strip().lower() in ("1", "true", "yes", "y") if v is not None else False)
+    by_row = dict(zip(rows_kept.tolist(), truthy.tolist()))
+    return pd.Series([by_row.get(r, False) for r in rows_now.tolist()], dtype=object)
+
+
+def normalize_file(src: Path, dst: Path, *, hash: bool = True, default_country: str | None = "US",
+                   dob_order: str = "mdy") -> int:
+    """The `normalize` debugging tool: user_data columns in, the values as they would be sent out."""
+    import dataclasses
+
+    from capi_pipeline.normalize import NormalizeOptions, explain
+
+    frame = _read_table(src)
+    options = dataclasses.replace(NormalizeOptions(), hash=hash, dob_order=dob_order,
+                                  default_country=default_country.lower() if default_country else None)
+    try:
+        result = explain(frame, options)
+    except ValueError as exc:
+        raise InputError(f"{src}: {exc}") from None
+    _write_table(result, dst)
+    return len(result)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read ({type(exc).__name__})") from None
+    raise ConfigurationError(f"{path}: expected a .parquet or .csv file")
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        raise ConfigurationError(f"{path}: output must end in .parquet or .csv")

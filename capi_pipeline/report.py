@@ -1,0 +1,177 @@
+"""The data-quality report of one run: a model that stages add counts to, and its JSON rendering.
+
+No customer value ever enters this model: it holds counts keyed by rule, user_data key, event name, state code
+and dataset id, plus ids (file, row, batch id, fbtrace_id). The quarantine file is written here too, one record per
+rejected row (file, row, event_name, event_id, rule, field, message).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REPORT_SCHEMA_VERSION", "QUARANTINE_FIELDS", "RunStats", "QuarantineWriter", "write_json",
+           "read_json", "atomic_write_text", "AGE_BUCKETS_H"]
+
+REPORT_SCHEMA_VERSION = "1.0"
+QUARANTINE_FIELDS = ("file", "row", "event_name", "event_id", "rule", "field", "message")
+AGE_BUCKETS_H = (1, 6, 24, 48, 72, 168, 24 * 62)  # upper bounds in hours; the last bucket is "older"
+
+
+@dataclass
+class RunStats:
+    """Counts gathered while a partition moves through the stages."""
+
+    pipeline: str
+    date: str
+    mode: str = "run"  # run | validate | dry-run
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_by_file: Counter = field(default_factory=Counter)
+    rejected_by_rule: Counter = field(default_factory=Counter)
+    rejected_by_stage: Counter = field(default_factory=Counter)  # contract / rules / user_data / meta
+    events_built: int = 0
+    events_by_name: Counter = field(default_factory=Counter)
+    key_coverage_before: Counter = field(default_factory=Counter)
+    key_coverage_after: Counter = field(default_factory=Counter)
+    key_coverage_by_event: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    fields_dropped: Counter = field(default_factory=Counter)  # "key:reason" -> values
+    hashed: Counter = field(default_factory=Counter)
+    prehashed: Counter = field(default_factory=Counter)
+    ldu: Counter = field(default_factory=Counter)
+    event_age_hours: Counter = field(default_factory=Counter)  # bucket label -> events
+    delivery: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset_id -> delivery summary
+    stage_seconds: Counter = field(default_factory=Counter)
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    predicted_match_quality: dict[str, Any] = field(default_factory=dict)
+    meta_match_quality: dict[str, Any] | None = None
+    data_docs: str | None = None
+    quarantine_file: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def reject(self, stage: str, rule: str, rows: int = 1) -> None:
+        self.rejected_by_rule[rule] += rows
+        self.rejected_by_stage[stage] += rows
+
+    def add_event_ages(self, ages_s: list[int]) -> None:
+        for age in ages_s:
+            hours = age / 3600
+            for bound in AGE_BUCKETS_H:
+                if hours <= bound:
+                    self.event_age_hours[f"<={bound}h"] += 1
+                    break
+            else:
+                self.event_age_hours["older"] += 1
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(self.rejected_by_rule.values())
+
+    def totals(self) -> dict[str, int]:
+        """The foundation counts summed over destinations."""
+        def total(key: str) -> int:
+            return sum(int(d.get(key, 0)) for d in self.delivery.values())
+
+        return {
+            "rows_read": self.rows_read,
+            "rows_rejected": self.rows_rejected,
+            "rows_valid": self.rows_read - self.rows_rejected,
+            "events_sent": total("events_sent"),
+            "events_delivered": total("events_delivered"),
+            "events_failed": total("events_failed"),
+            "events_rejected_by_meta": total("events_rejected"),
+            "events_skipped_already_sent": total("events_skipped_already_sent"),
+            "events_resent": total("events_resent"),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        finished = self.finished_at or time.time()
+        duration = max(finished - self.started_at, 1e-9)
+        stages = {name: {"seconds": round(sec, 3),
+                         "rows_per_second": round(self.rows_read / sec, 1) if sec > 0 else None}
+                  for name, sec in self.stage_seconds.items()}
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "pipeline": self.pipeline,
+            "date": self.date,
+            "mode": self.mode,
+            **self.totals(),
+            "files": [{"file": f, "rows": self.rows_by_file.get(f, 0)} for f in self.files],
+            "rejected": {"by_rule": dict(self.rejected_by_rule.most_common()),
+                         "by_stage": dict(self.rejected_by_stage.most_common())},
+            "events": {"built": self.events_built, "by_event_name": dict(self.events_by_name.most_common())},
+            "customer_information": {
+                "coverage_before": _ratios(self.key_coverage_before, self.rows_read),
+                "coverage_after": _ratios(self.key_coverage_after, self.events_built),
+                "fields_dropped": dict(self.fields_dropped.most_common()),
+                "hashed": dict(self.hashed), "prehashed": dict(self.prehashed),
+            },
+            "limited_data_use": dict(self.ldu.most_common()),
+            "event_age_hours": {label: self.event_age_hours.get(label, 0)
+                                for label in [f"<={b}h" for b in AGE_BUCKETS_H] + ["older"]},
+            "delivery": self.delivery,
+            "match_quality": {"predicted": self.predicted_match_quality, "meta": self.meta_match_quality},
+            "timing": {"started_at": _iso(self.started_at), "finished_at": _iso(finished),
+                       "duration_seconds": round(duration, 3),
+                       "rows_per_second": round(self.rows_read / duration, 1), "stages": stages},
+            "quarantine_file": self.quarantine_file,
+            "data_docs": self.data_docs,
+            "errors": self.errors,
+        }
+
+
+def _ratios(counts: Counter, total: int) -> dict[str, dict[str, float | int]]:
+    return {k: {"rows": v, "share": round(v / total, 4) if total else 0.0} for k, v in sorted(counts.items())}
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+class QuarantineWriter:
+    """Append rejected-row records to `quarantine.csv` as they come (memory stays flat)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._fh, fieldnames=QUARANTINE_FIELDS, extrasaction="ignore")
+        self._writer.writeheader()
+        self.count = 0
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        self._writer.writerows(records)
+        self.count += len(records)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> QuarantineWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(stats: RunStats, out_dir: Path) -> Path:
+    path = out_dir / "report.json"
+    atomic_write_text(path, json.dumps(stats.to_dict(), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
