@@ -142,13 +142,26 @@ def _single(frame: pd.DataFrame, src: FieldSource, n: int) -> pd.Series:
 
 
 def _as_text(values: Any) -> pd.Series:
-    """Object Series of stripped str or None (numbers rendered without a trailing .0)."""
-    s = pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values
-    if s.dtype.kind == "f":
-        s = s.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
-    s = s.astype(object).where(pd.notna(s), None)
-    s = s.map(lambda v: v.strip() if isinstance(v, str) else (None if v is None else str(v)))
-    return s.where(s.astype(bool), None).astype(object)
+    """Object Series of stripped, non-empty str or None (whole floats rendered without ".0")."""
+    s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
+        t = s.str.strip()
+        t = t.where(t.str.len() > 0)
+        return pd.Series(t.to_numpy(dtype=object, na_value=None), index=s.index, dtype=object)
+    return pd.Series([_text(v) for v in s.tolist()], index=s.index, dtype=object)
+
+
+def _text(v: Any) -> str | None:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, str):
+        v = v.strip()
+        return v or None
+    if isinstance(v, float):
+        if v != v:
+            return None
+        return str(int(v)) if v.is_integer() else repr(v)
+    return str(v)
 
 
 def _scalar(path: str, values: pd.Series, src: FieldSource) -> pd.Series:

@@ -35,6 +35,13 @@ from capi_pipeline.errors import ConfigurationError, InputError
 from capi_pipeline.report import QuarantineWriter, RunStats, write_json
 
 __all__ = [
+    "deliver_file",
+    "fetch_quality",
+    "finalize_run",
+    "normalize_file",
+    "plan_partition",
+    "run_dir_for",
+    "validate_file",
     "FileValidation",
     "RunResult",
     "load_pipeline",
@@ -106,68 +113,239 @@ def validate(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, now
         validations = _validate_partition(cfg, date, stats, quarantine)
         for _ in _events(cfg, validations, stats, quarantine, now=now):
             pass
-    stats.finished_at = time.time()
-    path = _write_report(stats, out)
-    return RunResult(stats=stats, out_dir=out, report_path=path, exit_code=0)
+    return _finish(stats, out, exit_code=0)
 
 
 def run(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, dry_run_dir: Path | None = None,
         force: bool = False, tokens: Mapping[str, Any] | None = None, now: int | None = None,
         progress: Callable[[Any], None] | None = None) -> RunResult:
     """Read the date's partition, validate, transform and deliver it; write report and quarantine."""
-    from capi_pipeline import upload
-    from capi_pipeline.client import CapiClient, ClientSettings, DryRunClient, make_session
-    from capi_pipeline.ledger import Ledger
-
     out = cfg.output_dir(date, out_dir)
     stats = RunStats(pipeline=cfg.name, date=date, mode="dry-run" if dry_run_dir else "run")
-    settings = upload.UploadSettings(batch_size=cfg.batching.size, concurrency=cfg.batching.concurrency,
-                                     max_attempts=cfg.batching.max_attempts,
-                                     max_retry_seconds=cfg.batching.max_retry_seconds)
-    if dry_run_dir is None:
-        tokens = dict(tokens or {})
-        for dest in cfg.destinations:
-            tokens.setdefault(dest.dataset_id, resolve_token(dest))
-    exit_code = 0
+    tokens = _tokens(cfg, tokens, dry_run_dir)
     with QuarantineWriter(out / "quarantine.csv") as quarantine:
         stats.quarantine_file = str(quarantine.path)
         validations = _validate_partition(cfg, date, stats, quarantine)
-        for i, dest in enumerate(cfg.destinations):
-            # Only the first pass over the rows counts them; later destinations rebuild the same events.
-            pass_stats = stats if i == 0 else RunStats(pipeline=cfg.name, date=date)
-            pass_q = quarantine if i == 0 else None
-            events = _events(cfg, validations, pass_stats, pass_q, now=now)
-            scope = f"{cfg.name}/{date}/{dest.dataset_id}"
-            started = time.perf_counter()
-            if dry_run_dir is not None:
-                client: Any = DryRunClient(dry_run_dir if len(cfg.destinations) == 1
-                                           else dry_run_dir / dest.dataset_id,
-                                           request_body=_client_settings(dest, None, cfg))
-                result = upload.deliver(events, client=client, settings=settings, ledger=None, scope=scope,
-                                        force=True, progress=progress)
-            else:
-                session = make_session(cfg.batching.concurrency)
-                ledger = Ledger.open(cfg.ledger_location())
-                try:
-                    client = CapiClient(session, _client_settings(dest, tokens[dest.dataset_id], cfg))
-                    result = upload.deliver(events, client=client, settings=settings, ledger=ledger, scope=scope,
-                                            force=force, progress=progress)
-                finally:
-                    ledger.close()
-                    session.close()
-            stats.stage_seconds[f"deliver:{dest.dataset_id}"] += time.perf_counter() - started
-            stats.delivery[dest.dataset_id] = _delivery_summary(result)
-            if quarantine is not None and result.rejected:
-                quarantine.write([{"file": r.file, "row": r.row, "event_name": r.event_name,
-                                   "event_id": r.event_id, "rule": "meta_rejected", "field": None,
-                                   "message": _meta_message(r)} for r in result.rejected])
-                if i == 0:
-                    stats.reject("meta", "meta_rejected", len(result.rejected))
-            if result.events_failed:
-                exit_code = 1
+        exit_code = _deliver(cfg, date, validations, stats, quarantine, tokens=tokens, dry_run_dir=dry_run_dir,
+                             force=force, now=now, progress=progress)
+    return _finish(stats, out, exit_code=exit_code)
+
+
+def _tokens(cfg: PipelineConfig, tokens: Mapping[str, Any] | None, dry_run_dir: Path | None) -> dict[str, Any]:
+    from capi_pipeline.client import Secret
+
+    out = {k: v if isinstance(v, Secret) else Secret(str(v)) for k, v in (tokens or {}).items()}
+    if dry_run_dir is None:
+        for dest in cfg.destinations:
+            if dest.dataset_id not in out:
+                out[dest.dataset_id] = resolve_token(dest)
+    return out
+
+
+def _finish(stats: RunStats, out: Path, *, exit_code: int) -> RunResult:
     stats.finished_at = time.time()
+    try:
+        from capi_pipeline.quality import predict_match_quality
+    except ImportError:
+        pass
+    else:
+        stats.predicted_match_quality = predict_match_quality(
+            {k: dict(v) for k, v in stats.key_coverage_by_event.items()})
     path = _write_report(stats, out)
     return RunResult(stats=stats, out_dir=out, report_path=path, exit_code=exit_code)
+
+
+def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], stats: RunStats,
+             quarantine: QuarantineWriter, *, tokens: Mapping[str, Any], dry_run_dir: Path | None, force: bool,
+             now: int | None, progress: Callable[[Any], None] | None) -> int:
+    """Pass 2 into the uploader, once per destination dataset; returns the exit code."""
+    from capi_pipeline import upload
+    from capi_pipeline.client import CapiClient, DryRunClient, make_session
+    from capi_pipeline.ledger import Ledger
+
+    settings = upload.UploadSettings(batch_size=cfg.batching.size, concurrency=cfg.batching.concurrency,
+                                     max_attempts=cfg.batching.max_attempts,
+                                     max_retry_seconds=cfg.batching.max_retry_seconds)
+    exit_code = 0
+    for i, dest in enumerate(cfg.destinations):
+        # Only the first pass over the rows counts them; later destinations rebuild the same events.
+        first = i == 0
+        events = _events(cfg, validations, stats if first else RunStats(pipeline=cfg.name, date=date),
+                         quarantine if first else None, now=now)
+        scope = f"{cfg.name}/{date}/{dest.dataset_id}"
+        started = time.perf_counter()
+        if dry_run_dir is not None:
+            folder = dry_run_dir if len(cfg.destinations) == 1 else dry_run_dir / dest.dataset_id
+            client: Any = DryRunClient(folder, _client_settings(dest, None, cfg))
+            result = upload.deliver(events, client=client, settings=settings, ledger=None, scope=scope,
+                                    force=True, progress=progress)
+        else:
+            session = make_session(cfg.batching.concurrency)
+            ledger = Ledger.open(cfg.ledger_location())
+            try:
+                client = CapiClient(session, _client_settings(dest, tokens[dest.dataset_id], cfg))
+                result = upload.deliver(events, client=client, settings=settings, ledger=ledger, scope=scope,
+                                        force=force, progress=progress)
+            finally:
+                ledger.close()
+                session.close()
+        stats.stage_seconds[f"deliver:{dest.dataset_id}"] += time.perf_counter() - started
+        stats.delivery[dest.dataset_id] = _delivery_summary(result)
+        if result.rejected:
+            quarantine.write([{"file": r.file, "row": r.row, "event_name": r.event_name,
+                               "event_id": r.event_id, "rule": "meta_rejected", "field": None,
+                               "message": _meta_message(r)} for r in result.rejected])
+            if first:
+                stats.reject("meta", "meta_rejected", len(result.rejected))
+        if result.events_failed:
+            exit_code = 1
+    return exit_code
+
+
+# --- the same stages cut per file, for Airflow's mapped tasks -------------------------------------------------
+
+def run_dir_for(pipeline_path: str, date: str, run_id: str | None = None) -> str:
+    """Where one run's partial results go: `<output>/<name>/<date>/_parts/<run_id>`."""
+    cfg = load_pipeline(pipeline_path)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in (run_id or "manual"))
+    return str(cfg.output_dir(date) / "_parts" / safe)
+
+
+def plan_partition(pipeline_path: str, date: str) -> list[str]:
+    """The partition's files, absolute; `InputError` when there are none."""
+    return [str(p) for p in partition_files(load_pipeline(pipeline_path), date)]
+
+
+def validate_file(pipeline_path: str, date: str, file: str, *, run_dir: str) -> dict[str, Any]:
+    """Pass 1 for one file; a table-level failure raises `ContractViolation` before anything is sent."""
+    from capi_pipeline.contracts import ContractValidator, load_contract, resolve_contract_path
+
+    cfg = load_pipeline(pipeline_path)
+    part = _part_paths(run_dir, file)
+    stats = RunStats(pipeline=cfg.name, date=date)
+    validator = ContractValidator(load_contract(resolve_contract_path(cfg.contract, cfg.base_dir)))
+    with QuarantineWriter(part["validate_q"]) as quarantine:
+        fv = _validate_file(cfg, validator, Path(file), stats, quarantine)
+    _save_json(part["validate"], {"file": file, "name": fv.name, "rows": fv.rows,
+                                  "rejected_rows": sorted(fv.rejected_rows), "stats": stats.to_state()})
+    return {"file": file, "rows": fv.rows, "rejected": len(fv.rejected_rows), "part": str(part["validate"])}
+
+
+def deliver_file(pipeline_path: str, date: str, file: str, *, run_dir: str, tokens: Mapping[str, str] | None = None,
+                 endpoint: str | None = None, dry_run_dir: str | None = None, test_event_code: str | None = None,
+                 force: bool = False) -> dict[str, Any]:
+    """Pass 2 and upload for one validated file; idempotent through the ledger."""
+    cfg = _overridden(load_pipeline(pipeline_path), endpoint, test_event_code)
+    part = _part_paths(run_dir, file)
+    saved = _load_json(part["validate"])
+    fv = FileValidation(path=Path(file), name=saved["name"], rows=saved["rows"],
+                        rejected_rows=set(saved["rejected_rows"]))
+    stats = RunStats(pipeline=cfg.name, date=date, mode="dry-run" if dry_run_dir else "run")
+    dry = Path(dry_run_dir) if dry_run_dir else None
+    with QuarantineWriter(part["deliver_q"]) as quarantine:
+        exit_code = _deliver(cfg, date, [fv], stats, quarantine, tokens=_tokens(cfg, tokens, dry),
+                             dry_run_dir=dry, force=force, now=None, progress=_log_progress)
+    _save_json(part["deliver"], {"file": file, "exit_code": exit_code, "stats": stats.to_state()})
+    return {"file": file, "exit_code": exit_code, **stats.totals()}
+
+
+def finalize_run(pipeline_path: str, date: str, *, run_dir: str) -> dict[str, Any]:
+    """Merge the per-file parts into one report.json / report.html / quarantine.csv."""
+    import shutil
+
+    cfg = load_pipeline(pipeline_path)
+    parts = Path(run_dir)
+    out = cfg.output_dir(date)
+    stats = RunStats(pipeline=cfg.name, date=date)
+    exit_code = 0
+    delivered_any = False
+    for vpath in sorted(parts.glob("*.validate.json")):
+        stats.merge(RunStats.from_state(_load_json(vpath)["stats"]))
+    for dpath in sorted(parts.glob("*.deliver.json")):
+        saved = _load_json(dpath)
+        part_stats = RunStats.from_state(saved["stats"])
+        part_stats.rows_read = 0  # rows were counted by the validate part
+        part_stats.files = []
+        stats.merge(part_stats)
+        stats.mode = part_stats.mode
+        delivered_any = True
+        exit_code = max(exit_code, int(saved["exit_code"]))
+    if not delivered_any:
+        stats.mode = "validate"
+    out.mkdir(parents=True, exist_ok=True)
+    qpath = out / "quarantine.csv"
+    with qpath.open("w", encoding="utf-8", newline="") as fh:
+        header_written = False
+        for q in sorted(parts.glob("*.csv")):
+            with q.open(encoding="utf-8", newline="") as src:
+                header = src.readline()
+                if not header_written:
+                    fh.write(header)
+                    header_written = True
+                shutil.copyfileobj(src, fh)
+    stats.quarantine_file = str(qpath)
+    result = _finish(stats, out, exit_code=exit_code)
+    return {"report": str(result.report_path), "exit_code": exit_code, **stats.totals()}
+
+
+def fetch_quality(pipeline_path: str, date: str, *, run_dir: str | None = None,
+                  tokens: Mapping[str, str] | None = None, endpoint: str | None = None) -> dict[str, Any]:
+    """Read Meta's Dataset Quality API for each destination and add the scores to the date's report."""
+    from capi_pipeline.client import CapiClient, make_session
+    from capi_pipeline.quality import add_meta_scores, fetch_dataset_quality
+
+    cfg = _overridden(load_pipeline(pipeline_path), endpoint, None)
+    secrets = _tokens(cfg, tokens, None)
+    scores: dict[str, Any] = {}
+    for dest in cfg.destinations:
+        session = make_session(1)
+        try:
+            client = CapiClient(session, _client_settings(dest, secrets[dest.dataset_id], cfg))
+            scores[dest.dataset_id] = fetch_dataset_quality(client)
+        finally:
+            session.close()
+    report_path = cfg.output_dir(date) / "report.json"
+    if report_path.exists():
+        add_meta_scores(report_path, scores)
+    return {"report": str(report_path), "datasets": list(scores)}
+
+
+def _overridden(cfg: PipelineConfig, endpoint: str | None, test_event_code: str | None) -> PipelineConfig:
+    if endpoint:
+        cfg = cfg.with_endpoint(endpoint)
+    if test_event_code:
+        cfg = cfg.with_test_event_code(test_event_code)
+    return cfg
+
+
+def _part_paths(run_dir: str, file: str) -> dict[str, Path]:
+    import hashlib
+
+    key = hashlib.sha256(file.encode("utf-8")).hexdigest()[:12]
+    base = Path(run_dir)
+    return {"validate": base / f"{key}.validate.json", "deliver": base / f"{key}.deliver.json",
+            "validate_q": base / f"{key}.1-validate.csv", "deliver_q": base / f"{key}.2-deliver.csv"}
+
+
+def _save_json(path: Path, data: dict[str, Any]) -> None:
+    import json
+
+    from capi_pipeline.report import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data))
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing; validate the file before delivering it") from None
+
+
+def _log_progress(info: Any) -> None:
+    """Progress for Airflow task logs comes from upload's own periodic log lines."""
 
 
 def _client_settings(dest: DestinationConfig, token: Any, cfg: PipelineConfig) -> Any:
@@ -218,30 +396,32 @@ def _validate_partition(cfg: PipelineConfig, date: str, stats: RunStats,
     """Pass 1: the contract over every file; raises before anything is sent on a table-level failure."""
     from capi_pipeline.contracts import ContractValidator, load_contract, resolve_contract_path
 
-    started = time.perf_counter()
     validator = ContractValidator(load_contract(resolve_contract_path(cfg.contract, cfg.base_dir)))
-    results = []
-    for path in partition_files(cfg, date):
-        name = extract.display_name(path, cfg.base_dir)
-        fv = FileValidation(path=path, name=name, rows=0)
-        checked = False
-        for chunk in extract.read_chunks(path, cfg.source.format, cfg.source.batch_rows, name=name):
-            if not checked:
-                validator.check_table(chunk.frame, file=name)
-                checked = True
-            fv.rows += len(chunk.frame)
-            res = validator.validate(chunk.frame, file=name, first_row=chunk.first_row)
-            for rec in res.rejections:
-                fv.rejected_rows.add(int(rec["row"]))
-                stats.reject("contract", rec["rule"])
-            if quarantine is not None and res.rejections:
-                quarantine.write(res.rejections)
-        stats.files.append(name)
-        stats.rows_by_file[name] = fv.rows
-        stats.rows_read += fv.rows
-        results.append(fv)
+    return [_validate_file(cfg, validator, path, stats, quarantine) for path in partition_files(cfg, date)]
+
+
+def _validate_file(cfg: PipelineConfig, validator: Any, path: Path, stats: RunStats,
+                   quarantine: QuarantineWriter | None) -> FileValidation:
+    started = time.perf_counter()
+    name = extract.display_name(path, cfg.base_dir)
+    fv = FileValidation(path=path, name=name, rows=0)
+    checked = False
+    for chunk in extract.read_chunks(path, cfg.source.format, cfg.source.batch_rows, name=name):
+        if not checked:
+            validator.check_table(chunk.frame, file=name)
+            checked = True
+        fv.rows += len(chunk.frame)
+        res = validator.validate(chunk.frame, file=name, first_row=chunk.first_row)
+        for rec in res.rejections:
+            fv.rejected_rows.add(int(rec["row"]))
+            stats.reject("contract", rec["rule"])
+        if quarantine is not None and res.rejections:
+            quarantine.write(res.rejections)
+    stats.files.append(name)
+    stats.rows_by_file[name] = fv.rows
+    stats.rows_read += fv.rows
     stats.stage_seconds["validate"] += time.perf_counter() - started
-    return results
+    return fv
 
 
 def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunStats,

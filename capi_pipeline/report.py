@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,55 @@ class RunStats:
             "events_resent": total("events_resent"),
         }
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to merge this partial run with others (Airflow mapped tasks)."""
+        state: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "key_coverage_by_event":
+                v = {k: dict(c) for k, c in v.items()}
+            elif isinstance(v, Counter):
+                v = dict(v)
+            state[f.name] = v
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RunStats:
+        stats = cls(pipeline=state["pipeline"], date=state["date"])
+        for f in fields(cls):
+            if f.name not in state:
+                continue
+            v = state[f.name]
+            if f.name == "key_coverage_by_event":
+                target = defaultdict(Counter)
+                for k, c in v.items():
+                    target[k].update(c)
+                v = target
+            elif isinstance(getattr(stats, f.name), Counter):
+                v = Counter(v)
+            setattr(stats, f.name, v)
+        return stats
+
+    def merge(self, other: RunStats) -> None:
+        """Add another partial run's counts to this one."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            elif f.name == "key_coverage_by_event":
+                for k, c in theirs.items():
+                    mine[k].update(c)
+            elif f.name in ("files", "errors"):
+                mine.extend(x for x in theirs if x not in mine)
+            elif f.name == "rows_read" or f.name == "events_built":
+                setattr(self, f.name, mine + theirs)
+            elif f.name == "delivery":
+                for ds, d in theirs.items():
+                    mine[ds] = _merge_delivery(mine.get(ds), d)
+        self.started_at = min(self.started_at, other.started_at)
+        if other.finished_at:
+            self.finished_at = max(self.finished_at or 0, other.finished_at)
+
     def to_dict(self) -> dict[str, Any]:
         finished = self.finished_at or time.time()
         duration = max(finished - self.started_at, 1e-9)
@@ -125,6 +174,18 @@ class RunStats:
             "data_docs": self.data_docs,
             "errors": self.errors,
         }
+
+
+def _merge_delivery(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+    if not a:
+        return dict(b)
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = out.get(k, 0) + v
+        elif isinstance(v, list):
+            out[k] = (out.get(k) or []) + v
+    return out
 
 
 def _ratios(counts: Counter, total: int) -> dict[str, dict[str, float | int]]:

@@ -1,0 +1,105 @@
+"""mapping.py: source rows -> canonical CAPI-named columns; event_time parsing; stable event ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capi_pipeline.config import parse_pipeline
+from capi_pipeline.mapping import parse_event_time, to_canonical, user_data_columns
+
+T = int(dt.datetime(2026, 11, 22, 14, 3, 11, tzinfo=dt.timezone.utc).timestamp())
+
+
+@pytest.mark.parametrize("raw, unit, tz, expected", [
+    ("2026-11-22T14:03:11Z", "auto", "UTC", T),
+    ("2026-11-22T14:03:11+00:00", "auto", "America/New_York", T),
+    ("2026-11-22T09:03:11-05:00", "auto", "UTC", T),
+    ("2026-11-22 09:03:11", "auto", "America/New_York", T),          # naive: read in the configured zone
+    ("2026-11-22 14:03:11", "auto", "UTC", T),
+    ("2026-11-22T14:03:11.250Z", "auto", "UTC", T),
+    (str(T), "auto", "UTC", T),
+    (str(T * 1000), "auto", "UTC", T),                                # auto: > 10^11 means milliseconds
+    (str(T * 1000), "ms", "UTC", T),
+    (str(T), "s", "UTC", T),
+    ("not a date", "auto", "UTC", None),
+    ("", "auto", "UTC", None),
+    (None, "auto", "UTC", None),
+    ("2026-13-45T00:00:00Z", "auto", "UTC", None),
+    ("-5", "auto", "UTC", None),
+])
+def test_parse_event_time_strings(raw, unit, tz, expected) -> None:
+    got = parse_event_time(pd.Series([raw], dtype=object), unit, tz).iloc[0]
+    assert (None if pd.isna(got) else int(got)) == expected
+
+
+def test_parse_event_time_typed_columns() -> None:
+    ints = pd.Series([T * 1000, None], dtype="Int64")
+    assert parse_event_time(ints, "ms", "UTC").tolist()[0] == T
+    assert pd.isna(parse_event_time(ints, "ms", "UTC").iloc[1])
+    naive = pd.Series(pd.to_datetime(["2026-11-22 09:03:11"]))
+    assert parse_event_time(naive, "auto", "America/New_York").iloc[0] == T
+    aware = pd.Series(pd.to_datetime(["2026-11-22 14:03:11"]).tz_localize("UTC"))
+    assert parse_event_time(aware, "auto", "Asia/Tokyo").iloc[0] == T
+
+
+def _cfg(tmp_path: Path, **extra) -> object:
+    doc = {
+        "name": "m", "source": {"path": "d/dt={date}/*.csv", "format": "csv"}, "contract": "c.odcs.yaml",
+        "destination": {"dataset_id": "1"},
+        "mapping": {"event_name": "ev", "event_time": "ts", "user_data.em": ["email", "email2"],
+                    "user_data.ph": "phone", "custom_data.value": "value", "custom_data.currency": "cur",
+                    "custom_data.contents": {"column": "items", "parse": "json"},
+                    "custom_data.store_data.store_code": "store",
+                    "app_data.advertiser_tracking_enabled": "ate",
+                    "app_data.extinfo": [f"x{i}" if i in (0, 4) else None for i in range(16)],
+                    "opt_out": {"const": False}},
+        "event_id": {"keys": ["order_id", "line"]},
+        "defaults": {"action_source": "physical_store", "currency": "USD"},
+    }
+    doc.update(extra)
+    return parse_pipeline(doc, tmp_path / "p.yaml")
+
+
+def test_to_canonical(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    frame = pd.DataFrame({
+        "ev": ["Purchase", " Lead "], "ts": ["2026-11-22T14:03:11Z", "bad"],
+        "email": [" A@B.com ", None], "email2": ["c@d.com", None], "phone": [None, "12"],
+        "value": ["10.5", None], "cur": [None, "eur"], "items": ['[{"id": "s1", "quantity": 2}]', "{bad"],
+        "store": ["ST1", None], "ate": ["1", None], "x0": ["a2", "i2"], "x4": ["14", None],
+        "order_id": ["O1", None], "line": [2, None],
+    })
+    canon = to_canonical(frame, cfg, file="f.csv", first_row=11)
+    assert canon["_row"].tolist() == [11, 12]
+    assert canon["_file"].tolist() == ["f.csv", "f.csv"]
+    assert canon["event_name"].tolist() == ["Purchase", "Lead"]
+    assert canon["event_time"].iloc[0] == T and pd.isna(canon["event_time"].iloc[1])
+    assert canon["event_id"].tolist() == ["O1:2", None]
+    assert canon["action_source"].tolist() == ["physical_store", "physical_store"]
+    assert canon["custom_data.currency"].tolist() == ["USD", "eur"]
+    assert canon["custom_data.value"].iloc[0] == 10.5 and np.isnan(canon["custom_data.value"].iloc[1])
+    assert canon["custom_data.contents"].tolist() == [[{"id": "s1", "quantity": 2}], None]
+    assert canon["app_data.advertiser_tracking_enabled"].tolist()[0] == 1
+    ext = canon["app_data.extinfo"].iloc[1]
+    assert len(ext) == 16 and ext[0] == "i2" and ext[4] == "" and ext[1] == ""
+    assert canon["user_data.em"].tolist() == ["A@B.com", None]   # raw, only trimmed: normalize.py's job
+    assert canon["user_data.em#2"].tolist() == ["c@d.com", None]
+    assert canon["opt_out"].tolist() == [False, False]
+    assert user_data_columns(canon) == [("user_data.em", "em"), ("user_data.em#2", "em"), ("user_data.ph", "ph")]
+
+
+def test_event_id_from_column_and_empty_frame(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, event_id={"column": "eid"})
+    frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in
+                          ["ev", "ts", "email", "email2", "phone", "value", "cur", "items", "store", "ate", "x0",
+                           "x4", "eid"]})
+    assert len(to_canonical(frame, cfg, file="f", first_row=1)) == 0
+    frame = pd.DataFrame({"ev": ["A"], "ts": [T], "email": [None], "email2": [None], "phone": [None],
+                          "value": [1.0], "cur": ["usd"], "items": [None], "store": [None], "ate": [0],
+                          "x0": ["a2"], "x4": ["13"], "eid": [12345]})
+    assert to_canonical(frame, cfg, file="f", first_row=1)["event_id"].tolist() == ["12345"]

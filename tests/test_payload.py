@@ -1,0 +1,58 @@
+"""payload.py: canonical rows -> CAPI event dicts, nulls left out, Limited Data Use per policy."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from capi_pipeline.payload import LDU_STATE_CODES, build_events
+
+
+def _canon(n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({
+        "_file": ["f"] * n, "_row": list(range(1, n + 1)),
+        "event_name": ["Purchase", "Lead", "Purchase"][:n], "event_time": pd.array([100, 200, 300][:n], "Int64"),
+        "event_id": ["a", "b", "c"][:n], "action_source": ["physical_store"] * n,
+        "custom_data.value": [9.5, float("nan"), 3.0][:n], "custom_data.currency": ["usd", None, "EUR"][:n],
+        "custom_data.store_data.store_code": ["S1", None, "S3"][:n],
+        "app_data.extinfo": [["a2"] + [""] * 15] * n,
+    })
+
+
+def test_events_shape() -> None:
+    ud = {"em": pd.Series(["h1", None, ["h2", "h3"]]), "country": pd.Series(["hc", "hc", None])}
+    built = build_events(_canon(), ud)
+    assert [e.event_id for e in built.events] == ["a", "b", "c"]
+    first, second, third = (e.body for e in built.events)
+    assert first == {"event_name": "Purchase", "event_time": 100, "event_id": "a",
+                     "action_source": "physical_store", "user_data": {"em": "h1", "country": "hc"},
+                     "custom_data": {"value": 9.5, "currency": "USD", "store_data": {"store_code": "S1"}},
+                     "app_data": {"extinfo": ["a2"] + [""] * 15}}
+    assert "custom_data" not in second and second["user_data"] == {"country": "hc"}
+    assert third["user_data"] == {"em": ["h2", "h3"]}
+    assert isinstance(first["event_time"], int)
+    assert "data_processing_options" not in first  # policy off: nothing sent
+
+
+@pytest.mark.parametrize("policy, states, consent, expected", [
+    ("all", None, None, [(["LDU"], 0, 0)] * 3),
+    ("by_state", ["ca", "ny", None], None, [(["LDU"], 1, 1000), ([], None, None), ([], None, None)]),
+    ("by_state", ["tx", "co", "ri"], None, [(["LDU"], 1, 1005), (["LDU"], 1, 1001), (["LDU"], 1, 1013)]),
+    ("consent", ["ca", "ny", "ca"], [True, True, False], [(["LDU"], 1, 1000), (["LDU"], 0, 0), ([], None, None)]),
+])
+def test_ldu(policy, states, consent, expected) -> None:
+    built = build_events(_canon(), {"em": pd.Series(["h"] * 3)}, ldu_policy=policy,
+                         ldu_states=pd.Series(states) if states else None,
+                         ldu_consent=pd.Series(consent) if consent else None)
+    got = [(e.body["data_processing_options"], e.body.get("data_processing_options_country"),
+            e.body.get("data_processing_options_state")) for e in built.events]
+    assert got == expected
+    assert sum(built.ldu_by_state.values()) == 3
+
+
+def test_state_codes_cover_capi_reference() -> None:
+    assert LDU_STATE_CODES["ca"] == 1000 and LDU_STATE_CODES["ri"] == 1013 and len(LDU_STATE_CODES) == 14
+
+
+def test_empty() -> None:
+    assert build_events(_canon().iloc[0:0], {}).events == []
