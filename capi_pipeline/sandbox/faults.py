@@ -26,7 +26,8 @@ from typing import Any
 
 from capi_pipeline.errors import ConfigurationError
 
-__all__ = ["FAULT_NAMES", "FaultInjector", "FaultResponse", "FaultSpec", "fault_response", "parse_faults"]
+__all__ = ["FAULT_NAMES", "FaultInjector", "FaultResponse", "FaultSpec", "fault_response", "graph_error",
+           "parse_faults"]
 
 FAULT_NAMES = ("code1", "code2", "code4", "code17", "code613", "code80004", "slow", "timeout", "after500")
 _HTTP_FAULT = re.compile(r"http5\d\d")
