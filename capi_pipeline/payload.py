@@ -40,6 +40,11 @@ class OutboundEvent:
     row: int
     body: dict[str, Any]
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Meta's deduplication key, and the ledger's."""
+        return (self.event_name, self.event_id)
+
 
 @dataclass
 class Payloads:

@@ -1,0 +1,219 @@
+"""What was delivered: a small state machine per batch and per event, with atomic writes.
+
+    (not in the ledger = pending) ──mark_sending──> sending ──mark_sent──> sent
+                                                       └────mark_failed──> failed   (retried by the next run)
+
+`mark_sending` commits BEFORE the POST and `mark_sent` after the 200, so a crash (kill -9) leaves the batches
+that were in flight in `sending`: the next run resends exactly those plus the never-sent events, with the same
+event ids. An event key is (dataset_id, event_name, event_id): each destination dataset keeps its own record.
+
+Schema (SQLAlchemy Core, the same code for SQLite and PostgreSQL):
+
+    capi_ledger_batches(batch_id PK, dataset_id, state, events, fbtrace_id, reason, updated_at)
+    capi_ledger_events(dataset_id, event_id, event_name  PK in that order, batch_id, updated_at)
+        index (batch_id); WITHOUT ROWID on SQLite
+    An event's state is the state of the batch that last carried it, so finishing a batch writes one row.
+
+A plain path opens SQLite (WAL, busy timeout, `BEGIN IMMEDIATE` so writers from several processes queue
+instead of failing). `sqlite:///...` and `postgresql+psycopg://...` URLs go to SQLAlchemy; only SQLite is
+tested here (psycopg is not installed).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from capi_pipeline.errors import ConfigurationError
+
+__all__ = ["Key", "Ledger", "State"]
+
+Key = tuple[str, str]  # (event_name, event_id); the dataset id is passed alongside
+State = Literal["sending", "sent", "failed"]
+_CHUNK = 5000  # event ids per lookup query
+
+_metadata = sa.MetaData()
+batches = sa.Table(
+    "capi_ledger_batches", _metadata,
+    sa.Column("batch_id", sa.String(128), primary_key=True),
+    sa.Column("dataset_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("fbtrace_id", sa.String(128)),
+    sa.Column("reason", sa.String(400)),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+events = sa.Table(
+    "capi_ledger_events", _metadata,
+    sa.Column("dataset_id", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(256), primary_key=True),
+    sa.Column("event_name", sa.String(128), primary_key=True),
+    sa.Column("batch_id", sa.String(128), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_capi_ledger_events_batch", "batch_id"),
+    # clustered on the key on SQLite: a lookup reads one B-tree instead of an index and then the table
+    sqlite_with_rowid=False,
+)
+
+
+class Ledger:
+    """Exactly-once record of delivery. Thread-safe; several processes may share one SQLite file."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # SQLite allows one writer at a time anyway; the lock keeps our own threads from queuing on busy_timeout
+        self._lock = threading.Lock()
+        # on SQLite, writers take the lock up front (BEGIN IMMEDIATE); readers stay deferred
+        self._writer = engine.execution_options(capi_immediate=True)
+        _metadata.create_all(self._writer)
+
+    @classmethod
+    def open(cls, location: str) -> Ledger:
+        """A file path (SQLite) or a SQLAlchemy URL (`sqlite:///...`, `postgresql+psycopg://...`)."""
+        url = location if "://" in location else None
+        if url is None:
+            path = Path(location).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{path}"
+        try:
+            engine = sa.create_engine(url, future=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            # the message of an ArgumentError can quote the URL, password included: keep only the scheme
+            raise ConfigurationError(
+                f"ledger: cannot open {url.split('://', 1)[0]}:// ledger ({type(exc).__name__})") from None
+        if engine.dialect.name == "sqlite":
+            _tune_sqlite(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads
+
+    def filter_unsent(self, dataset_id: str, keys: Sequence[Key]) -> set[Key]:
+        """The subset of `keys` already `sent` to `dataset_id` (the caller skips those)."""
+        return self._keys_in_state(dataset_id, keys, ("sent",))
+
+    def states(self, dataset_id: str, keys: Sequence[Key]) -> dict[Key, str]:
+        """The ledger state of each known key (unknown keys are absent)."""
+        found: dict[Key, str] = {}
+        wanted = set(keys)
+        ids = list({event_id: None for _, event_id in keys})
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                query = (sa.select(events.c.event_name, events.c.event_id, batches.c.state)
+                         .join(batches, batches.c.batch_id == events.c.batch_id)
+                         .where(events.c.dataset_id == dataset_id,
+                                self._id_in(ids[start:start + _CHUNK])))
+                for name, event_id, state in conn.execute(query).all():
+                    if (name, event_id) in wanted:
+                        found[(name, event_id)] = state
+        return found
+
+    def _id_in(self, ids: list[str]) -> sa.ColumnElement[bool]:
+        """`event_id IN ids` as ONE bound value: SQLite json_each / PostgreSQL ANY(array).
+
+        An expanding IN of thousands of parameters costs more to render than to run (10 s per 1M keys).
+        """
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+            return events.c.event_id == sa.any_(sa.cast(sa.bindparam("ids", ids), ARRAY(sa.String)))
+        listed = sa.select(sa.literal_column("value")).select_from(
+            sa.func.json_each(sa.bindparam("ids", orjson.dumps(ids).decode())))
+        return events.c.event_id.in_(listed.scalar_subquery())
+
+    def _keys_in_state(self, dataset_id: str, keys: Sequence[Key], wanted_states: tuple[str, ...]) -> set[Key]:
+        return {key for key, state in self.states(dataset_id, keys).items() if state in wanted_states}
+
+    def in_flight(self, dataset_id: str) -> set[Key]:
+        """Keys left in `sending` by a run that died mid-upload: the next run resends them."""
+        with self.engine.connect() as conn:
+            open_batches = sa.select(batches.c.batch_id).where(batches.c.dataset_id == dataset_id,
+                                                               batches.c.state == "sending")
+            rows = conn.execute(sa.select(events.c.event_name, events.c.event_id)
+                                .where(events.c.batch_id.in_(open_batches.scalar_subquery())))
+            return {(name, event_id) for name, event_id in rows}
+
+    def batch_state(self, batch_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(batches.c.state).where(batches.c.batch_id == batch_id)).scalar()
+
+    def counts(self, dataset_id: str) -> dict[str, int]:
+        """Events per state for one dataset (for reports and tests)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(batches.c.state, sa.func.count()).select_from(events)
+                                .join(batches, batches.c.batch_id == events.c.batch_id)
+                                .where(events.c.dataset_id == dataset_id).group_by(batches.c.state))
+            return {state: n for state, n in rows}
+
+    # -- writes (each one transaction)
+
+    def mark_sending(self, batch_id: str, dataset_id: str, keys: Iterable[Key]) -> None:
+        """Record the batch and its events as in flight; committed before the POST."""
+        now = time.time()
+        rows = [{"dataset_id": dataset_id, "event_name": name, "event_id": event_id, "batch_id": batch_id,
+                 "updated_at": now} for name, event_id in dict.fromkeys(keys)]
+        with self._lock, self._writer.begin() as conn:
+            self._upsert(conn, batches, [{"batch_id": batch_id, "dataset_id": dataset_id, "state": "sending",
+                                          "events": len(rows), "fbtrace_id": None, "reason": None,
+                                          "updated_at": now}], ("batch_id",))
+            for start in range(0, len(rows), 5000):
+                self._upsert(conn, events, rows[start:start + 5000], ("dataset_id", "event_id", "event_name"))
+
+    def mark_sent(self, batch_id: str, fbtrace_id: str | None) -> None:
+        self._finish(batch_id, "sent", fbtrace_id=fbtrace_id, reason=None)
+
+    def mark_failed(self, batch_id: str, reason: str) -> None:
+        self._finish(batch_id, "failed", fbtrace_id=None, reason=reason[:400])
+
+    def _finish(self, batch_id: str, state: State, *, fbtrace_id: str | None, reason: str | None) -> None:
+        now = time.time()
+        with self._lock, self._writer.begin() as conn:
+            # one row: an event's state is its batch's state (a bisected batch hands its events to its halves)
+            conn.execute(batches.update().where(batches.c.batch_id == batch_id)
+                         .values(state=state, fbtrace_id=fbtrace_id, reason=reason, updated_at=now))
+
+    def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...]) -> None:
+        if not rows:
+            return
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        else:
+            raise ConfigurationError(f"ledger: unsupported database {self.engine.dialect.name}")
+        stmt = insert(table)
+        update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update), rows)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """WAL (readers never block the writer), a busy timeout, and BEGIN IMMEDIATE for every transaction."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves (pysqlite's own BEGIN is deferred)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        # NORMAL in WAL mode survives a process crash (kill -9); only power loss may drop the last commits
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        immediate = conn.get_execution_options().get("capi_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

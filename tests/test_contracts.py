@@ -1,0 +1,407 @@
+"""capi_pipeline.contracts: ODCS loading, table-level violations, the real GX path on tiny frames, Data Docs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from capi_pipeline.contracts import (
+    BUILTIN_DIR,
+    Contract,
+    ContractResult,
+    ContractValidator,
+    load_contract,
+    resolve_contract_path,
+)
+from capi_pipeline.errors import ConfigurationError, ContractViolation
+
+FIXTURES = Path(__file__).parent / "fixtures" / "contracts"
+BUILTINS = ("offline_conversions", "app_events", "website_events")
+QUARANTINE_KEYS = {"file", "row", "event_name", "event_id", "rule", "field", "message"}
+
+
+@pytest.fixture(scope="module")
+def validators() -> dict[str, ContractValidator]:
+    """One validator per builtin contract: GX suites are built once, as in the pipeline."""
+    return {name: ContractValidator(load_contract(BUILTIN_DIR / f"{name}.odcs.yaml")) for name in BUILTINS}
+
+
+# --------------------------------------------------------------------------------------------------- loading
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtin_contracts_load(name: str) -> None:
+    contract = load_contract(resolve_contract_path(f"builtin:{name}", Path("/nonexistent")))
+    assert isinstance(contract, Contract)
+    assert contract.name == name
+    assert contract.checks and contract.unique
+    assert "email" in contract.pii_columns
+    assert "event_name" not in contract.pii_columns
+    assert all(c.rule and c.expectation.startswith("expect_") for c in contract.checks)
+
+
+def test_offline_contract_keys_and_columns() -> None:
+    contract = load_contract(BUILTIN_DIR / "offline_conversions.odcs.yaml")
+    assert contract.unique == (("event_name", "order_id"), ("event_name", "lead_id"))
+    assert contract.id_columns == ("order_id", "lead_id")
+    assert contract.column_names[:3] == ("order_id", "lead_id", "event_name")
+    assert contract.column("value").logical_type == "number"
+    assert contract.column("currency").pattern == "^[A-Za-z]{3}$"
+    # unconditional not-null checks come before conditional ones, formats after
+    rules = [c.rule for c in contract.checks]
+    assert rules.index("missing_value") < rules.index("purchase_missing_order_id") < rules.index("invalid_pattern")
+
+
+def test_app_contract_columns_match_sample_schema() -> None:
+    contract = load_contract(BUILTIN_DIR / "app_events.odcs.yaml")
+    expected = (["event_id", "event_name", "event_ts_ms", "advertiser_tracking_enabled",
+                 "application_tracking_enabled"] + [f"ext_{i:02d}" for i in range(16)]
+                + ["madid", "anon_id", "client_ip_address", "email", "phone", "country", "value", "currency",
+                   "install_referrer"])
+    assert list(contract.column_names) == expected
+    assert contract.unique == (("event_name", "event_id"),)
+    assert contract.column("ext_00").allowed == ("a2", "i2")
+
+
+def test_resolve_relative_path(tmp_path: Path) -> None:
+    src = BUILTIN_DIR / "app_events.odcs.yaml"
+    (tmp_path / "data_contracts").mkdir()
+    target = tmp_path / "data_contracts" / "mine.odcs.yaml"
+    target.write_text(src.read_text())
+    assert resolve_contract_path("data_contracts/mine.odcs.yaml", tmp_path) == target
+
+
+@pytest.mark.parametrize("ref", ["builtin:nope", "builtin:../etc", "missing/contract.odcs.yaml"])
+def test_resolve_errors(ref: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        resolve_contract_path(ref, tmp_path)
+
+
+def _base() -> dict:
+    return {
+        "apiVersion": "v3.0.2", "kind": "DataContract", "id": "urn:test", "name": "t", "version": "1.0.0",
+        "status": "active",
+        "schema": [{"name": "t", "properties": [
+            {"name": "event_id", "logicalType": "string", "required": True},
+            {"name": "event_name", "logicalType": "string", "required": True},
+            {"name": "value", "logicalType": "number", "logicalTypeOptions": {"minimum": 0}},
+        ], "quality": [{"metric": "duplicateValues", "mustBe": 0,
+                        "arguments": {"properties": ["event_name", "event_id"]}}]}],
+    }
+
+
+def _set(path: str, value: object):
+    def mutate(doc: dict) -> None:
+        keys = path.split("/")
+        node = doc
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node[k]
+        last = keys[-1]
+        if value is _DELETE:
+            del node[last]
+        elif isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return mutate
+
+
+_DELETE = object()
+P = "schema/0/properties"
+
+LOAD_ERRORS = [
+    # (mutation, text the message must contain)
+    (_set("apiVersion", "v2.2.0"), "apiVersion"),
+    (_set("kind", "DataProduct"), "kind"),
+    (_set("id", _DELETE), "id: is required"),
+    (_set("name", "Bad Name"), "name"),
+    (_set("schema", []), "schema"),
+    (_set(f"{P}/0/logicalType", "varchar"), "properties[0].logicalType"),
+    (_set(f"{P}/0/name", _DELETE), "properties[0].name"),
+    (_set(f"{P}/1/name", "event_id"), "listed twice"),
+    (_set(f"{P}/0/required", "yes"), "properties[0].required"),
+    (_set(f"{P}/0/logicalTypeOptions", {"pattern": "([a-z"}), "logicalTypeOptions.pattern"),
+    (_set(f"{P}/2/logicalTypeOptions", {"pattern": "^x$"}), "needs a string column"),
+    (_set(f"{P}/2/logicalTypeOptions", {"minimum": 5, "maximum": 1}), "greater than maximum"),
+    (_set(f"{P}/2/logicalTypeOptions", {"precision": 2}), "logicalTypeOptions.precision"),
+    (_set(f"{P}/0/quality", [{"metric": "nullValues", "mustBeLessThan": 5}]), "mustBe"),
+    (_set(f"{P}/0/quality", [{"metric": "rowCount", "mustBe": 0}]), "metric"),
+    (_set(f"{P}/0/quality", [{"type": "sql", "query": "select 1"}]), "quality[0].type"),
+    (_set(f"{P}/0/quality", [{"type": "custom", "engine": "soda", "implementation": "x"}]), "engine"),
+    (_set(f"{P}/0/quality", [{"type": "custom", "engine": "greatExpectations",
+                              "implementation": {"type": "drop table"}}]), "implementation.type"),
+    (_set("schema/0/quality/0/arguments/properties", ["event_name", "nope"]), "'nope'"),
+    (_set(f"{P}/0/quality", [{"metric": "invalidValues", "mustBe": 0, "arguments": {}}]), "validValues"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "needle"), LOAD_ERRORS)
+def test_load_errors_name_file_and_key(mutate, needle: str, tmp_path: Path) -> None:
+    doc = copy.deepcopy(_base())
+    mutate(doc)
+    path = tmp_path / "broken.odcs.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigurationError) as err:
+        load_contract(path)
+    assert str(path) in str(err.value)
+    assert needle in str(err.value)
+
+
+def test_load_base_contract_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "ok.odcs.yaml"
+    path.write_text(yaml.safe_dump(_base()))
+    contract = load_contract(path)
+    assert contract.unique == (("event_name", "event_id"),)
+
+
+def test_load_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.odcs.yaml"
+    path.write_text("apiVersion: v3.0.2\nschema: [\n")
+    with pytest.raises(ConfigurationError, match="not valid YAML"):
+        load_contract(path)
+
+
+def test_unknown_gx_expectation_is_a_configuration_error(tmp_path: Path) -> None:
+    doc = _base()
+    doc["schema"][0]["properties"][0]["quality"] = [{"type": "custom", "engine": "greatExpectations",
+                                                     "implementation": {"type": "expect_the_unexpected"}}]
+    path = tmp_path / "c.odcs.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigurationError, match="expect_the_unexpected"):
+        ContractValidator(load_contract(path))
+
+
+def test_import_is_cheap() -> None:
+    code = "import sys, capi_pipeline.contracts; assert 'great_expectations' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+# --------------------------------------------------------------------------------------------------- fixtures
+def _scenarios() -> list[tuple[str, dict]]:
+    out = []
+    for folder in sorted(p for p in FIXTURES.iterdir() if p.is_dir()):
+        for case in json.loads((folder / "expected.json").read_text()):
+            out.append(pytest.param(folder.name, case, id=f"{folder.name}/{case['file']}"))
+    return out
+
+
+@pytest.mark.parametrize(("scenario", "case"), _scenarios())
+def test_fixture_scenarios(scenario: str, case: dict, validators: dict[str, ContractValidator]) -> None:
+    path = FIXTURES / scenario / case["file"]
+    if case["outcome"] == "unreadable":
+        pytest.skip("unreadable files are extract.py's (InputError); the fixture is shared with its tests")
+    frame = pd.read_parquet(path)
+    validator = validators[case["contract"]]
+    if case["outcome"] == "violation":
+        with pytest.raises(ContractViolation) as err:
+            validator.check_table(frame, file=str(path))
+        assert err.value.rule == case["rule"]
+        assert err.value.column == case["column"]
+        assert str(path) in str(err.value) and case["column"] in str(err.value)
+        return
+    validator.check_table(frame, file=str(path))
+    result = validator.validate(frame, file=str(path), first_row=1)
+    assert isinstance(result, ContractResult)
+    assert len(result.valid) == len(frame)
+    got = {str(r["row"]): r["rule"] for r in result.rejections}
+    assert got == case.get("rejected", {})
+    assert int((~result.valid).sum()) == len(result.rejections) == sum(result.counts.values())
+
+
+def test_wrong_type_messages_carry_no_values(validators: dict[str, ContractValidator]) -> None:
+    frame = pd.read_parquet(FIXTURES / "wrong_type" / "offline.parquet")
+    with pytest.raises(ContractViolation) as err:
+        validators["offline_conversions"].check_table(frame, file="x.parquet")
+    assert "abc" not in str(err.value) and "n/a" not in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------------- GX path
+def _offline(n: int = 4, **cols: object) -> pd.DataFrame:
+    frame = pd.read_parquet(FIXTURES / "good" / "offline.parquet").iloc[:n].reset_index(drop=True)
+    for k, v in cols.items():
+        frame[k] = v
+    return frame
+
+
+ROW_CASES = [
+    # (column, bad value on row 2, expected rule, expected field)
+    ("event_name", None, "missing_value", "event_name"),
+    ("event_name", "   ", "missing_value", "event_name"),
+    ("event_name", "purchase", "value_not_allowed", "event_name"),
+    ("event_time", None, "missing_value", "event_time"),
+    ("order_id", None, "purchase_missing_order_id", "order_id"),
+    ("action_source", "online", "value_not_allowed", "action_source"),
+    ("currency", "US$", "invalid_pattern", "currency"),
+    ("value", -1.0, "out_of_range", "value"),
+    ("lead_id", "12ab", "invalid_pattern", "lead_id"),
+    ("items", "{not a list", "invalid_json", "items"),
+    ("store_code", "S" * 65, "invalid_length", "store_code"),
+    ("identity_partner", "Live Ramp", "invalid_pattern", "identity_partner"),
+]
+
+
+def test_offline_row_rules(validators: dict[str, ContractValidator]) -> None:
+    """The golden table in ONE GX call (row 1 clean, then one row per case): GX's cost is mostly per call."""
+    base = pd.read_parquet(FIXTURES / "good" / "offline.parquet").iloc[[0]]
+    frame = pd.concat([base] * (len(ROW_CASES) + 1), ignore_index=True)
+    frame["order_id"] = [f"S1-x-{i}" for i in range(len(frame))]
+    for i, (column, bad, _, _) in enumerate(ROW_CASES, start=1):
+        frame.loc[i, column] = bad
+    validator = validators["offline_conversions"]
+    validator.check_table(frame, file="f.parquet")
+    result = validator.validate(frame, file="f.parquet", first_row=101)
+    assert result.valid.tolist() == [True] + [False] * len(ROW_CASES)
+    got = [(r["row"], r["rule"], r["field"]) for r in result.rejections]
+    assert got == [(101 + i, rule, field) for i, (_, _, rule, field) in enumerate(ROW_CASES, start=1)]
+    for rej, (_, bad, _, _) in zip(result.rejections, ROW_CASES):
+        assert set(rej) == QUARANTINE_KEYS and rej["file"] == "f.parquet"
+        if isinstance(bad, str) and bad.strip():
+            assert bad not in rej["message"]
+    assert sum(result.counts.values()) == len(ROW_CASES)
+    assert result.counts["invalid_pattern"] == 3 and result.counts["missing_value"] == 3
+    assert result.expectations_run == len(validator.contract.checks)
+
+
+def test_lead_needs_lead_id_and_some_id(validators: dict[str, ContractValidator]) -> None:
+    frame = pd.read_parquet(FIXTURES / "good" / "offline.parquet").iloc[6:9].reset_index(drop=True)
+    frame.loc[0, "lead_id"] = None
+    frame.loc[1, ["lead_id", "event_name"]] = [None, "Other"]
+    result = validators["offline_conversions"].validate(frame, file="f", first_row=1)
+    assert [(r["row"], r["rule"]) for r in result.rejections] == [(1, "missing_order_or_lead_id"),
+                                                                   (2, "missing_order_or_lead_id")]
+    assert result.failures["lead_missing_lead_id"] == 1
+
+
+def test_text_numbers_are_coerced_and_bad_ones_rejected(validators: dict[str, ContractValidator]) -> None:
+    frame = _offline(value=pd.Series(["10.5", "abc", None, " 3 "], dtype="str"))
+    validator = validators["offline_conversions"]
+    validator.check_table(frame, file="f.csv")  # some numbers parse: a row problem, not a table problem
+    result = validator.validate(frame, file="f.csv", first_row=1)
+    assert [(r["row"], r["rule"], r["field"]) for r in result.rejections] == [(2, "invalid_number", "value")]
+    assert "abc" not in result.rejections[0]["message"]
+
+
+def test_app_row_rules(validators: dict[str, ContractValidator]) -> None:
+    frame = pd.read_parquet(FIXTURES / "good" / "app.parquet")
+    frame.loc[0, "ext_00"] = "w1"
+    frame.loc[1, "advertiser_tracking_enabled"] = 2
+    frame.loc[2, "event_ts_ms"] = 1_700_000_000  # seconds, not milliseconds
+    frame.loc[3, "event_id"] = None
+    frame.loc[4, "advertiser_tracking_enabled"] = None  # a Meta rule, not a contract rule
+    validator = validators["app_events"]
+    validator.check_table(frame, file="a")
+    result = validator.validate(frame, file="a", first_row=1)
+    got = [(r["row"], r["rule"], r["field"]) for r in result.rejections]
+    assert got == [(1, "value_not_allowed", "ext_00"), (2, "out_of_range", "advertiser_tracking_enabled"),
+                   (3, "out_of_range", "event_ts_ms"), (4, "missing_value", "event_id")]
+    assert result.valid.tolist() == [False, False, False, False, True, True]
+    assert result.rejections[0]["event_id"] == "app-0" and result.rejections[3]["event_id"] is None
+
+
+def test_app_nullable_int_columns(validators: dict[str, ContractValidator]) -> None:
+    frame = pd.read_parquet(FIXTURES / "good" / "app.parquet", dtype_backend="numpy_nullable")
+    frame["event_ts_ms"] = frame["event_ts_ms"].astype("Int64")
+    frame.loc[0, "event_ts_ms"] = pd.NA
+    validator = validators["app_events"]
+    validator.check_table(frame, file="a")
+    assert validator.validate(frame, file="a", first_row=1).valid.all()
+
+
+def test_fractional_integer_column_is_a_violation(validators: dict[str, ContractValidator]) -> None:
+    frame = pd.read_parquet(FIXTURES / "good" / "app.parquet")
+    frame["advertiser_tracking_enabled"] = [0.5, 1, 0, 1, 1, 0]
+    with pytest.raises(ContractViolation) as err:
+        validators["app_events"].check_table(frame, file="a")
+    assert (err.value.rule, err.value.column) == ("wrong_type", "advertiser_tracking_enabled")
+
+
+def test_website_contract_on_tiny_frame(validators: dict[str, ContractValidator]) -> None:
+    validator = validators["website_events"]
+    frame = pd.DataFrame({c: pd.Series([None] * 3, dtype="str") for c in validator.contract.column_names})
+    frame["event_id"] = ["w1", "w2", "w1"]
+    frame["event_name"] = "PageView"
+    frame["event_time"] = 1_795_390_000
+    frame["event_source_url"] = ["https://shop.example.com/p/1", "ftp://x", "https://shop.example.com/"]
+    frame["client_user_agent"] = "Mozilla/5.0"
+    frame["fbp"] = ["fb.1.1700000000000.123", None, "fb.1.x.y"]
+    frame["value"] = np.nan
+    validator.check_table(frame, file="w")
+    result = validator.validate(frame, file="w", first_row=1)
+    assert [(r["row"], r["rule"], r["field"]) for r in result.rejections] == [
+        (2, "invalid_pattern", "event_source_url"), (3, "invalid_pattern", "fbp")]
+
+
+def test_duplicates_only_among_valid_rows(validators: dict[str, ContractValidator]) -> None:
+    frame = _offline(3)
+    frame.loc[1, "order_id"] = frame.loc[0, "order_id"]
+    frame.loc[2, "order_id"] = frame.loc[0, "order_id"]
+    frame.loc[0, "currency"] = "$$$"  # the first copy is bad: the second becomes the kept one
+    result = validators["offline_conversions"].validate(frame, file="f", first_row=1)
+    assert [(r["row"], r["rule"]) for r in result.rejections] == [(1, "invalid_pattern"), (3, "duplicate_event_id")]
+    assert result.valid.tolist() == [False, True, False]
+
+
+def test_empty_chunk(validators: dict[str, ContractValidator]) -> None:
+    frame = _offline().iloc[:0]
+    validators["offline_conversions"].check_table(frame, file="e")
+    result = validators["offline_conversions"].validate(frame, file="e", first_row=1)
+    assert len(result.valid) == 0 and result.rejections == [] and result.counts == {}
+
+
+def test_non_range_index_maps_to_positions(validators: dict[str, ContractValidator]) -> None:
+    frame = _offline()
+    frame.index = [40, 30, 20, 10]
+    frame.loc[20, "event_name"] = "Nope"
+    result = validators["offline_conversions"].validate(frame, file="f", first_row=11)
+    assert [r["row"] for r in result.rejections] == [13]
+
+
+def test_validate_100k_rows(validators: dict[str, ContractValidator]) -> None:
+    n = 100_000
+    base = pd.read_parquet(FIXTURES / "good" / "offline.parquet")
+    frame = base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
+    frame["order_id"] = frame["order_id"].where(frame["order_id"].isna(),
+                                                pd.Series([f"S1-x-{i}" for i in range(n)], dtype="str"))
+    frame["lead_id"] = frame["lead_id"].where(frame["lead_id"].isna(), pd.Series([str(10**15 + i) for i in range(n)]))
+    frame.loc[::1000, "currency"] = "1x"
+    validator = validators["offline_conversions"]
+    start = time.perf_counter()
+    validator.check_table(frame, file="big.parquet")
+    result = validator.validate(frame, file="big.parquet", first_row=1)
+    elapsed = time.perf_counter() - start
+    print(f"\ncontract validation of {n} rows: {elapsed:.2f} s")
+    assert result.counts == {"invalid_pattern": 100}
+    assert result.valid.sum() == n - 100
+
+
+# --------------------------------------------------------------------------------------------------- data docs
+def test_data_docs_hold_no_values(tmp_path: Path) -> None:
+    validator = ContractValidator(load_contract(BUILTIN_DIR / "offline_conversions.odcs.yaml"))
+    assert validator.build_data_docs(tmp_path) is None  # nothing validated yet
+    frame = _offline(value=[1.0, -777.25, 3.0, 4.0])
+    frame["email"] = "sentinel.person@example.com"
+    frame["event_name"] = ["Purchase", "Purchase", "SentinelEventName", "Purchase"]
+    frame["currency"] = ["usd", "usd", "usd", "QQQQ"]
+    frame["order_id"] = ["ORD-SENTINEL-1", "ORD-SENTINEL-2", "ORD-SENTINEL-3", "ORD-SENTINEL-1"]
+    result = validator.validate(frame, file="part-00000.parquet", first_row=1)
+    assert not result.valid[1:].any()
+    index = validator.build_data_docs(tmp_path)
+    assert index == (tmp_path / "gx_data_docs" / "index.html").resolve()
+    files = [p for p in (tmp_path / "gx_data_docs").rglob("*") if p.is_file()]
+    pages = [p for p in files if p.suffix == ".html"]
+    assert len(pages) >= 3  # index, suite, one validation
+    text = "\n".join(p.read_text(errors="ignore") for p in files if p.suffix in (".html", ".json", ".js"))
+    assert "offline_conversions" in text
+    for secret in ("sentinel", "SENTINEL", "777.25", "QQQQ", "SentinelEventName", "example.com"):
+        assert secret not in text, secret
+    # a second build adds the new validations
+    validator.validate(frame, file="part-00001.parquet", first_row=1)
+    validator.build_data_docs(tmp_path)
+    assert len(list((tmp_path / "gx_data_docs").rglob("*.html"))) == len(pages) + 1
