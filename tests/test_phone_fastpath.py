@@ -1,0 +1,100 @@
+"""The phone fast path must give exactly what phonenumbers gives (same digits, same drop/keep)."""
+from __future__ import annotations
+
+import random
+
+import phonenumbers
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from capi_pipeline.normalize import _SLOW, _phone_fast, phone_e164, phone_reference
+
+REGIONS = ["US", "CA", "GB", "DE", "FR", "BR", "JP", "AU"]
+TYPES = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+         phonenumbers.PhoneNumberType.TOLL_FREE]
+_EXAMPLES = [(r, phonenumbers.example_number_for_type(r, t)) for r in REGIONS for t in TYPES]
+_EXAMPLES = [(r, e) for r, e in _EXAMPLES if e is not None]
+
+
+@st.composite
+def raw_phones(draw):
+    src, ex = draw(st.sampled_from(_EXAMPLES))
+    digits = list(phonenumbers.national_significant_number(ex))
+    for _ in range(draw(st.integers(0, 3))):
+        digits[draw(st.integers(0, len(digits) - 1))] = draw(st.sampled_from("0123456789"))
+    digits = digits[:draw(st.integers(1, len(digits)))] if draw(st.booleans()) and draw(st.booleans()) else digits
+    nsn = "".join(digits) + draw(st.text("0123456789", max_size=2))
+    cc = str(ex.country_code)
+    form = draw(st.sampled_from(["+{cc}{n}", "{n}", "0{n}", "1{n}", "90{n}", "{cc}{n}", "00{cc}{n}",
+                                 "011{cc}{n}", "+{cc}0{n}"]))
+    s = form.format(cc=cc, n=nsn)
+    seps = draw(st.lists(st.sampled_from(["", "", "", " ", "-", ".", "(", ")", " - "]), min_size=len(s),
+                         max_size=len(s)))
+    s = "".join(sep + ch for sep, ch in zip(seps, s))
+    s = draw(st.sampled_from(["", "(", " "])) + s + draw(st.sampled_from(["", "", ")", " x123", " ext. 12", "#12"]))
+    region = draw(st.sampled_from(REGIONS + [None, "MX"]))
+    return s, region
+
+
+@settings(max_examples=700, deadline=None, suppress_health_check=list(HealthCheck))
+@given(raw_phones())
+def test_fast_path_equals_phonenumbers(pair):
+    raw, region = pair
+    got = _phone_fast(raw, region)
+    if got is not _SLOW:
+        assert got == phone_reference(raw, region)
+
+
+@settings(max_examples=700, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.text("0123456789 +-().", min_size=1, max_size=20), st.sampled_from(REGIONS + [None]))
+def test_fast_path_equals_phonenumbers_on_noise(raw, region):
+    got = _phone_fast(raw, region)
+    if got is not _SLOW:
+        assert got == phone_reference(raw, region)
+
+
+def test_fast_path_covers_common_shapes():
+    shapes = [("(650) 555-1212", "US"), ("650.555.1212", "US"), ("1-650-555-1212", "US"), ("+1 650 555 1212", None),
+              ("(416) 555-0199", "CA"), ("020 7946 0958", "GB"), ("+44 7911 123456", "FR"), ("030 12345678", "DE"),
+              ("01 23 45 67 89", "FR"), ("(11) 91234-5678", "BR"), ("03-1234-5678", "JP"), ("090-1234-5678", "JP"),
+              ("02 9876 5432", "AU"), ("0412 345 678", "AU"), ("+61 412 345 678", "US")]
+    for raw, region in shapes:
+        got = _phone_fast(raw, region)
+        assert got is not _SLOW, raw
+        assert got == phone_reference(raw, region), raw
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_nanp_and_country_metadata_assumptions(region):
+    md = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if md.country_code == 1:  # the 11-digit "1..." shortcut relies on 11 digits being TOO_LONG
+        assert max(md.general_desc.possible_length) == 10
+
+
+def test_slow_path_runs_once_per_distinct_pair_and_agrees():
+    raws = ["(650) 555-1212 x12", "0044 20 7946 0958", "+1 (650) 555-1212", "tel:+1-650-555-1212"]
+    out, slow = phone_e164(raws, ["US", "GB", "CA", "US"])
+    assert out == [phone_reference(r, g) for r, g in zip(raws, ["US", "GB", "CA", "US"])]
+    assert slow == 3
+
+
+def test_fast_path_equals_phonenumbers_bulk():
+    """Many thousands of seeded random numbers (hypothesis is too slow for this volume)."""
+    rng = random.Random(20261123)
+    checked = 0
+    for _ in range(30000):
+        src, ex = rng.choice(_EXAMPLES)
+        digits = list(phonenumbers.national_significant_number(ex))
+        for _ in range(rng.choice([0, 0, 1, 2, 3])):
+            digits[rng.randrange(len(digits))] = str(rng.randrange(10))
+        if rng.random() < 0.2:
+            digits = digits[:rng.randrange(1, len(digits) + 1)] + [str(rng.randrange(10))] * rng.randrange(0, 3)
+        form = rng.choice(["+{cc}{n}", "{n}", "0{n}", "1{n}", "{cc}{n}", "00{cc}{n}", "011{cc}{n}", "+{cc}0{n}"])
+        s = form.format(cc=ex.country_code, n="".join(digits))
+        s = "".join(rng.choice(["", "", "", " ", "-", ".", "(", ")"]) + ch for ch in s)
+        region = rng.choice(REGIONS + [None])
+        got = _phone_fast(s, region)
+        if got is not _SLOW:
+            checked += 1
+            assert got == phone_reference(s, region), (s, region)
+    assert checked > 5000
