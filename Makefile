@@ -5,6 +5,8 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+# Some machines set PYTHONDONTWRITEBYTECODE=1; an empty value lets Python cache our own modules again.
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: setup demo test bench clean
 
@@ -13,7 +15,7 @@ $(UV):
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 setup: $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 
 demo: setup
 	.venv/bin/capi-pipeline demo

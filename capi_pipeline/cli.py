@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dob-order", choices=("mdy", "dmy"), default="mdy",
                    help="order of ambiguous slashed dates of birth (default mdy)")
 
+    from capi_pipeline import quality, quickstart
+
+    s = sub.add_parser("quality", help="fetch Meta's match-quality scores into the newest report",
+                       description="Read Meta's Dataset Quality API (web and offline fields) for each destination "
+                                   "and add Meta's scores to the latest report.")
+    quality.add_quality_arguments(s)
+    s = sub.add_parser("init", help="write a pipeline YAML and a starter contract from a sample export",
+                       description="Map a sample export's columns to CAPI fields by name and content; write a "
+                                   "pipeline YAML and a starter ODCS contract; say what could not be mapped.")
+    quickstart.add_init_arguments(s)
+    s = sub.add_parser("check", help="send one test event to each destination to verify dataset id and token")
+    quickstart.add_check_arguments(s)
+
     s = sub.add_parser("demo", help="the README's main job: sample data, local sandbox, both pipelines",
                        description="Sample offline and app data for yesterday, start the sandbox on a free "
                                    "loopback port, run both pipelines against it, print a summary.")
@@ -224,7 +237,28 @@ class _ProgressBar:
         sys.stderr.flush()
 
 
+def _cmd_quality(args: argparse.Namespace) -> int:
+    from capi_pipeline import quality
+
+    return quality.cmd_quality(args)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from capi_pipeline import quickstart
+
+    return quickstart.cmd_init(args)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from capi_pipeline import quickstart
+
+    return quickstart.cmd_check(args)
+
+
 _COMMANDS = {
+    "quality": _cmd_quality,
+    "init": _cmd_init,
+    "check": _cmd_check,
     "sample": _cmd_sample,
     "sandbox": _cmd_sandbox,
     "run": _cmd_run,
