@@ -270,8 +270,10 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineConfig:
         dob_order=r.choice(ud, "dob_order", ("mdy", "dmy"), "mdy", prefix="user_data"),
         hash_external_id=r.boolean(ud, "hash_external_id", True, prefix="user_data"),
     )
-    ldu_raw = r.mapping(doc.get("ldu", {}), "ldu")
+    ldu_raw = dict(r.mapping(doc.get("ldu", {}), "ldu"))
     r.known(ldu_raw, "ldu", {"policy", "consent_column"})
+    if ldu_raw.get("policy") is False:  # YAML 1.1 reads a bare `off` as false
+        ldu_raw["policy"] = "off"
     ldu = LduConfig(
         policy=r.choice(ldu_raw, "policy", ("off", "all", "by_state", "consent"), "off", prefix="ldu"),
         consent_column=r.string(ldu_raw, "consent_column", prefix="ldu"),

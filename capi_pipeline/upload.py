@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from capi_pipeline.client import InvalidEventsError, SendResult
 from capi_pipeline.errors import DeliveryError, TerminalUploadError, ThrottledError, TransientUploadError
 from capi_pipeline.ledger import Key, Ledger
+from capi_pipeline.payload import OutboundEvent
 
 __all__ = [
     "BatchFailure",
@@ -51,19 +52,6 @@ class Sender(Protocol):
     settings: Any
 
     def send(self, events: list[dict], *, batch_id: str) -> SendResult: ...
-
-
-@dataclass(frozen=True)
-class OutboundEvent:
-    event_name: str
-    event_id: str
-    file: str
-    row: int
-    body: dict  # the server event dict, ready for Meta
-
-    @property
-    def key(self) -> Key:
-        return (self.event_name, self.event_id)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""cli.py: the command line as users call it, in subprocesses, against a sandbox on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXE = [sys.executable, "-m", "capi_pipeline"]
+
+
+def _cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_is_fast_and_complete() -> None:
+    started = time.perf_counter()
+    top = _cli("--help")
+    took = time.perf_counter() - started
+    assert top.returncode == 0
+    for cmd in ("sample", "sandbox", "run", "validate", "normalize", "demo"):
+        assert cmd in top.stdout
+        sub = _cli(cmd, "--help")
+        assert sub.returncode == 0 and "usage:" in sub.stdout
+    print(f"--help took {took:.2f}s")
+
+
+def test_issue_must_show_app_run(tmp_path: Path, yesterday) -> None:
+    """sandbox --port P + sample --kind app --rows 3000 + run ... --endpoint ... --out R exits 0."""
+    day = yesterday.isoformat()
+    proc = subprocess.Popen([*EXE, "sandbox", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:")
+        smp = _cli("sample", "--kind", "app", "--rows", "3000", "--date", day, "--out", str(tmp_path / "w"))
+        assert smp.returncode == 0, smp.stderr
+        run = _cli("run", str(tmp_path / "w" / "app.pipeline.yaml"), "--date", day, "--endpoint", url,
+                   "--out", str(tmp_path / "r"), env={"META_CAPI_ACCESS_TOKEN": "x"})
+        assert run.returncode == 0, run.stderr
+        report = json.loads(next((tmp_path / "r").rglob("report.json")).read_text())
+        assert report["rows_read"] == 3000
+        assert report["events_delivered"] == report["rows_valid"] == report["events_sent"]
+        assert report["events_failed"] == 0
+        assert "delivered" in run.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_missing_token_is_a_configuration_error(tmp_path: Path, yesterday) -> None:
+    day = yesterday.isoformat()
+    assert _cli("sample", "--kind", "offline", "--rows", "50", "--date", day, "--out", str(tmp_path)).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "META_CAPI_ACCESS_TOKEN"}
+    run = subprocess.run([*EXE, "run", str(tmp_path / "offline.pipeline.yaml"), "--date", day,
+                          "--endpoint", "http://127.0.0.1:9"], capture_output=True, text=True, env=env)
+    assert run.returncode == 2
+    assert "META_CAPI_ACCESS_TOKEN" in run.stderr
+
+
+@pytest.mark.parametrize("args, code", [
+    (["run", "nope.yaml", "--date", "2026-01-01"], 2),
+    (["run", "nope.yaml", "--date", "01/02/2026"], 2),
+    (["validate", "nope.yaml", "--date", "2026-01-01"], 2),
+])
+def test_bad_input_exit_codes(args: list[str], code: int) -> None:
+    assert _cli(*args).returncode == code
+
+
+def test_demo(tmp_path: Path) -> None:
+    demo = _cli("demo", "--workdir", str(tmp_path / "demo"), "--rows", "800")
+    assert demo.returncode == 0, demo.stderr
+    assert "delivered" in demo.stdout
+    assert (tmp_path / "demo" / "reports" / "offline_sample" / "report.json").exists()
+    assert (tmp_path / "demo" / "reports" / "app_sample" / "report.json").exists()

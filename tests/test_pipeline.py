@@ -1,0 +1,120 @@
+"""pipeline.py end to end over real files and real HTTP: sample warehouse -> sandbox Graph API."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from capi_pipeline import pipeline
+from capi_pipeline.client import Secret
+from capi_pipeline.config import load_pipeline
+from capi_pipeline.errors import InputError
+from capi_pipeline.sample import generate
+
+TOKEN = "EAAB-test-token-never-logged"
+
+
+def _run(cfg, day: dt.date, out: Path, **kw):
+    tokens = {d.dataset_id: Secret(TOKEN) for d in cfg.destinations}
+    return pipeline.run(cfg, day.isoformat(), out_dir=out, tokens=tokens, **kw)
+
+
+@pytest.mark.parametrize("kind", ["offline", "app"])
+def test_every_valid_row_delivered_once(kind: str, tmp_path: Path, sandbox, yesterday) -> None:
+    smp = generate(kind, 1500, yesterday, tmp_path / "wh", seed=3, bad_rate=0.1)
+    cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    result = _run(cfg, yesterday, tmp_path / "out")
+    t = result.stats.totals()
+    assert result.exit_code == 0
+    assert t["rows_read"] == 1500
+    assert t["rows_rejected"] >= smp.bad_rows * 0.8
+    assert t["events_delivered"] == t["rows_valid"] == t["events_sent"] > 1000
+    assert t["events_failed"] == 0
+    stats = sandbox.stats()["datasets"][cfg.destinations[0].dataset_id]
+    assert stats["unique_events"] == t["events_delivered"] and stats["duplicate_events"] == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    for key in ("rows_read", "rows_rejected", "events_sent", "events_delivered", "events_failed"):
+        assert report[key] == t[key]
+    with open(tmp_path / "out" / "quarantine.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == t["rows_rejected"]
+    assert all(r["rule"] and r["file"] and int(r["row"]) >= 1 for r in rows)
+
+    # A second run of the same partition sends nothing new (ledger).
+    again = _run(cfg, yesterday, tmp_path / "out2")
+    assert again.exit_code == 0
+    assert again.stats.totals()["events_sent"] == 0
+    assert again.stats.totals()["events_skipped_already_sent"] == t["events_delivered"]
+    assert sandbox.stats()["datasets"][cfg.destinations[0].dataset_id]["events_received"] == t["events_delivered"]
+
+
+def test_no_customer_value_or_token_in_outputs(tmp_path: Path, sandbox, yesterday, caplog) -> None:
+    smp = generate("offline", 800, yesterday, tmp_path / "wh", seed=5, bad_rate=0.2)
+    cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    with caplog.at_level("DEBUG"):
+        _run(cfg, yesterday, tmp_path / "out")
+    frame = pd.concat(pd.read_parquet(f) for f in smp.files)
+    secrets = {v for col in ("email", "phone", "last_name") for v in frame[col].dropna().astype(str)
+               if len(v.strip()) >= 6}
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    texts.append(caplog.text)
+    texts.append(json.dumps(sandbox.requests()))
+    blob = "\n".join(texts)
+    assert TOKEN not in blob
+    leaked = [s for s in secrets if s in blob]
+    assert not leaked, f"{len(leaked)} customer values leaked"
+    assert not any(r.get("token_in_url") for r in sandbox.requests())
+
+
+def test_dry_run_writes_bodies_and_sends_nothing(tmp_path: Path, sandbox, yesterday) -> None:
+    smp = generate("app", 1200, yesterday, tmp_path / "wh", seed=1, bad_rate=0.0)
+    cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    result = pipeline.run(cfg, yesterday.isoformat(), out_dir=tmp_path / "out", dry_run_dir=tmp_path / "dry")
+    assert result.exit_code == 0
+    files = sorted((tmp_path / "dry").glob("*.json"))
+    assert len(files) == 2  # 1200 events in batches of <= 1000
+    bodies = [json.loads(f.read_text()) for f in files]
+    assert sum(len(b["data"]) for b in bodies) == result.stats.totals()["rows_valid"]
+    assert all("access_token" not in json.dumps(b) for b in bodies)
+    assert sandbox.stats().get("requests", 0) == 0
+
+
+def test_corrupt_file_stops_before_sending(tmp_path: Path, sandbox, yesterday) -> None:
+    smp = generate("offline", 500, yesterday, tmp_path / "wh", seed=2)
+    (smp.files[0].parent / "part-99999.parquet").write_bytes(b"PAR1 this is not parquet")
+    cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    with pytest.raises(InputError) as err:
+        _run(cfg, yesterday, tmp_path / "out")
+    assert "part-99999.parquet" in str(err.value)
+    assert sandbox.stats().get("requests", 0) == 0
+
+
+def test_missing_partition(tmp_path: Path, yesterday) -> None:
+    smp = generate("offline", 10, yesterday, tmp_path / "wh", seed=2)
+    cfg = load_pipeline(smp.pipeline_path)
+    with pytest.raises(InputError, match="no files"):
+        _run(cfg, yesterday - dt.timedelta(days=3), tmp_path / "out")
+
+
+def test_per_file_stages_match_the_single_run(tmp_path: Path, sandbox, yesterday) -> None:
+    smp = generate("offline", 1000, yesterday, tmp_path / "wh", seed=9, bad_rate=0.1, part_rows=400)
+    path = str(smp.pipeline_path)
+    day = yesterday.isoformat()
+    run_dir = pipeline.run_dir_for(path, day, "manual__1")
+    files = pipeline.plan_partition(path, day)
+    assert len(files) == 3
+    for f in files:
+        pipeline.validate_file(path, day, f, run_dir=run_dir)
+    counts = [pipeline.deliver_file(path, day, f, run_dir=run_dir, tokens={"1000000000000001": TOKEN},
+                                    endpoint=sandbox.url) for f in files]
+    final = pipeline.finalize_run(path, day, run_dir=run_dir)
+    assert final["exit_code"] == 0
+    assert final["rows_read"] == 1000
+    assert final["events_delivered"] == sum(c["events_delivered"] for c in counts) == final["rows_valid"]
+    report = json.loads(Path(final["report"]).read_text())
+    assert report["events_delivered"] == final["events_delivered"]
