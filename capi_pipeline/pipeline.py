@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("capi_pipeline")
+# GX announces every ephemeral docs folder at INFO; our own logs say what matters.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 @dataclass
@@ -397,7 +399,12 @@ def _validate_partition(cfg: PipelineConfig, date: str, stats: RunStats,
     from capi_pipeline.contracts import ContractValidator, load_contract, resolve_contract_path
 
     validator = ContractValidator(load_contract(resolve_contract_path(cfg.contract, cfg.base_dir)))
-    return [_validate_file(cfg, validator, path, stats, quarantine) for path in partition_files(cfg, date)]
+    results = [_validate_file(cfg, validator, path, stats, quarantine) for path in partition_files(cfg, date)]
+    if quarantine is not None:
+        docs = validator.build_data_docs(quarantine.path.parent)
+        if docs is not None:
+            stats.data_docs = str(Path(docs).resolve().relative_to(quarantine.path.parent.resolve()))
+    return results
 
 
 def _validate_file(cfg: PipelineConfig, validator: Any, path: Path, stats: RunStats,
