@@ -48,7 +48,9 @@ __all__ = [
 ]
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-BUILTIN_DIR = REPO_DIR / "data_contracts"
+# In a checkout the contracts live at the top level; a wheel carries them inside the package (pyproject).
+BUILTIN_DIR = next((d for d in (REPO_DIR / "data_contracts", Path(__file__).parent / "data_contracts") if d.is_dir()),
+                   REPO_DIR / "data_contracts")
 
 LOGICAL_TYPES = frozenset({"string", "integer", "number", "boolean", "date", "timestamp", "time", "object", "array"})
 NUMERIC_TYPES = frozenset({"integer", "number"})

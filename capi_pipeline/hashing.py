@@ -28,8 +28,8 @@ def is_sha256_hex(values: pd.Series) -> pd.Series:
 
 def sha256_hex_list(values: list[str]) -> list[str]:
     """Hash a list of distinct normalized strings; 64-hex values pass through lowercased."""
-    return [v.lower() if len(v) == 64 and _HEX64.fullmatch(v) else hashlib.sha256(v.encode("utf-8")).hexdigest()
-            for v in values]
+    sha, hex64 = hashlib.sha256, _HEX64.fullmatch  # local names: this loop runs once per distinct value
+    return [v.lower() if len(v) == 64 and hex64(v) else sha(v.encode("utf-8")).hexdigest() for v in values]
 
 
 def sha256_hex(values: pd.Series) -> pd.Series:

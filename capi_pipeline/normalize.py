@@ -1,10 +1,13 @@
 """Customer information (`user_data`) normalization: raw warehouse columns -> values exactly as sent to Meta.
 
-Pure and column-at-a-time: every key has one small function (`_KEY_FUNCTIONS`) that normalizes the DISTINCT raw
-values of a column (for `ph`, `st`, `zp`: distinct (value, country) pairs); results are mapped back to the rows.
-Rules follow capi.md §3; each function's docstring states them. A value that cannot be normalized is dropped with a
-reason ("ph:invalid_phone"); a bad field never rejects the row by itself — only a row left with no identifiers, or
-with only one of Meta's baseline-invalid combinations, is rejected.
+Pure and column-at-a-time (plumbing in `columns.py`): each field is factorized once; each key's rule (`_RULES`, one
+small function per key) runs once per DISTINCT value (for ph, st, zp: per distinct (value, row country) pair), and
+so does SHA-256; results go back to the rows through integer codes. Rules follow capi.md §3; each function's
+docstring states them. They are Python `re`/`str` rules; ASCII values (nearly all) take an equivalent vectorized
+twin (pyarrow string kernels), other values the Python rule itself. Phone numbers are `phone.py`'s, dates of birth
+`dates.py`'s. A value that cannot be normalized is dropped with a reason ("ph:invalid_phone"); a bad field never
+rejects the row by itself — only a row left with no identifiers, or with only one of Meta's baseline-invalid
+combinations, is rejected. Per-row reasons (`field_reasons`) are built only when asked (`with_reasons=True`).
 
 Decisions (README "Choices"):
 - already hashed: a hashed-key value of exactly 64 hex chars passes through lowercased; 32-hex (MD5) is not trusted.
@@ -26,14 +29,19 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from capi_pipeline import geo
-from capi_pipeline.hashing import HASHED_KEYS, sha256_hex_list
+from capi_pipeline.columns import (WS, Column, Part, Regions, Texts, Units, ascii_alnum, ascii_letters, column,
+                                   combine, each, keep_if, non_empty, row_reasons, sha256_distinct)
+from capi_pipeline.dates import dob_ascii, parse_dob
+from capi_pipeline.hashing import HASHED_KEYS
+from capi_pipeline.phone import phone_e164_coded
 
 __all__ = ["NEVER_HASHED_KEYS", "NormalizeOptions", "RawField", "UserDataResult", "explain", "normalize_key",
            "normalize_user_data"]
@@ -68,7 +76,7 @@ class RawField:
 class UserDataResult:
     values: dict[str, pd.Series]
     drops: collections.Counter = field(default_factory=collections.Counter)
-    field_reasons: pd.Series | None = None
+    field_reasons: pd.Series | None = None  # tuples of "key:reason" per row; None unless asked (with_reasons=True)
     row_rejection: pd.Series | None = None
     present_before: collections.Counter = field(default_factory=collections.Counter)
     present_after: collections.Counter = field(default_factory=collections.Counter)
@@ -76,55 +84,8 @@ class UserDataResult:
     hashed: collections.Counter = field(default_factory=collections.Counter)
 
 
-Normalized = tuple[pd.Series, pd.Series]  # (value or None, reason or None), aligned with the input
-
-
-# ---------------------------------------------------------------------------------------------- raw values -> text
-def _as_text(v: Any) -> str | None:
-    """A raw cell as trimmed text; None for missing/empty. Integral floats lose the ".0" Excel gave them."""
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, str):
-        return v.strip() or None
-    if isinstance(v, (float, np.floating)):
-        if v != v:
-            return None
-        return str(int(v)) if float(v).is_integer() else repr(float(v))
-    if isinstance(v, (bool, np.bool_)):
-        return str(v)
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (_dt.date, np.datetime64)):
-        ts = pd.Timestamp(v)
-        return None if ts is pd.NaT else ts.strftime("%Y-%m-%d")
-    return str(v).strip() or None
-
-
-def _map_distinct(values: pd.Series, fn: Callable[[list[Any]], list[Any]]) -> pd.Series:
-    """Apply `fn` to the distinct non-missing values once, map the results back (None where missing)."""
-    codes, uniques = pd.factorize(values.astype(object) if values.dtype != object else values,
-                                  use_na_sentinel=True)
-    table = np.array(list(fn(list(uniques))) + [None], dtype=object)
-    return pd.Series(table[codes], index=values.index, dtype=object)
-
-
-def _text(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        out = values.dt.strftime("%Y-%m-%d").astype(object)
-        return out.where(values.notna(), None)
-    return _map_distinct(values, lambda u: [_as_text(v) for v in u])
-
-
-def _series(values: list[Any], index: pd.Index) -> pd.Series:
-    return pd.Series(values, index=index, dtype=object)
-
-
-def _by_rule(values: pd.Series, rule: Callable[[str], str | None], reason: str) -> Normalized:
-    out = [rule(v) for v in values.tolist()]
-    return _series(out, values.index), _series([None if o is not None else reason for o in out], values.index)
-
-
-# -------------------------------------------------------------------------------------------------- per-key rules
+# ---------------------------------------------------------------------------------------------- per-key rules
+Rule = Callable[[Texts, "np.ndarray | None", NormalizeOptions], np.ndarray]  # distinct texts -> value or None
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _NOT_LETTER = re.compile(r"[\W\d_]+")
 _NOT_ALNUM = re.compile(r"[\W_]+")
@@ -134,61 +95,72 @@ def _letters(text: str) -> str | None:
     return _NOT_LETTER.sub("", unicodedata.normalize("NFC", text).lower()) or None
 
 
-def normalize_em(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def _alnum(text: str) -> str | None:
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFC", text).lower()) or None
+
+
+def normalize_em(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Email: trim, lowercase; must look like `local@domain.tld` (no spaces) else "invalid_email"."""
-    return _by_rule(values, lambda v: v.lower() if _EMAIL.fullmatch(v.lower()) else None, "invalid_email")
+    def ascii_rule(a: pa.Array) -> pa.Array:
+        low = pc.ascii_lower(a)
+        return keep_if(low, pc.match_substring_regex(low, f"^[^@{WS}]+@[^@{WS}]+\\.[^@{WS}]+$"))
+    return each(t, ascii_rule, lambda v: v.lower() if _EMAIL.fullmatch(v.lower()) else None)
 
 
-def normalize_name(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_name(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """fn/ln: NFC, lowercase, only letters kept (accents and non-Latin scripts too): "O'Brien" -> "obrien"."""
-    return _by_rule(values, _letters, "invalid_name")
+    return each(t, ascii_letters, _letters)
 
 
-def normalize_ct(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_ct(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """City: NFC, lowercase, spaces/punctuation/digits removed, accents kept ("São Paulo" -> "sãopaulo")."""
-    return _by_rule(values, _letters, "invalid_city")
+    return each(t, ascii_letters, _letters)
 
 
-def normalize_st(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_st(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """State: US (+DC, PR, GU, VI, AS, MP) and Canadian rows -> 2-letter code from code/name/abbreviation in any
     case/spacing/accents ("Québec" -> "qc"), unknown -> "invalid_state"; rows of unknown country try the US then the
     Canadian table; other countries: NFC, lowercase, only letters and digits kept."""
-    regions = country.tolist() if country is not None else [None] * len(values)
-    out: list[str | None] = []
-    for v, region in zip(values.tolist(), regions):
-        folded = geo.fold(v)
+    def one(v: str, region: str | None) -> str | None:
         if region in ("us", "ca"):
-            out.append(geo.state_lookup(region, folded))
-        elif region is None:
-            out.append(geo.state_lookup("us", folded) or geo.state_lookup("ca", folded)
-                       or _NOT_ALNUM.sub("", unicodedata.normalize("NFC", v).lower()) or None)
-        else:
-            out.append(_NOT_ALNUM.sub("", unicodedata.normalize("NFC", v).lower()) or None)
-    return _series(out, values.index), _series([None if o else "invalid_state" for o in out], values.index)
+            return geo.state_lookup(region, geo.fold(v))
+        if region is None:
+            folded = geo.fold(v)
+            return geo.state_lookup("us", folded) or geo.state_lookup("ca", folded) or _alnum(v)
+        return _alnum(v)
+    regs = regions if regions is not None else [None] * len(t.py)
+    return np.array([one(v, r) for v, r in zip(t.py, regs)] + [None], dtype=object)[:-1]
 
 
 _US_ZIP = re.compile(r"(\d{5})(?:[\s-]*\d{4})?|(\d{4})")
 
 
-def normalize_zp(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Zip: US rows -> first 5 digits of "94035", "94035-1234", "940351234", "94035 1234"; a 4-digit number had
     its leading zero eaten by a spreadsheet -> left-padded ("2134" -> "02134"); anything else "invalid_zip".
     Other countries: lowercase, only letters and digits kept ("M1 1AE" -> "m11ae")."""
-    regions = country.tolist() if country is not None else [None] * len(values)
-    out: list[str | None] = []
-    for v, region in zip(values.tolist(), regions):
-        if region == "us":
-            m = _US_ZIP.fullmatch(v)
-            out.append(None if m is None else (m.group(1) or "0" + m.group(2)))
-        else:
-            out.append(_NOT_ALNUM.sub("", unicodedata.normalize("NFC", v).lower()) or None)
-    return _series(out, values.index), _series([None if o else "invalid_zip" for o in out], values.index)
+    def us(v: str) -> str | None:
+        m = _US_ZIP.fullmatch(v)
+        return None if m is None else (m.group(1) or "0" + m.group(2))
+
+    def us_ascii(a: pa.Array) -> pa.Array:
+        m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}})?|(?P<four>[0-9]{{4}}))$")
+        five, four = m.field("five"), m.field("four")
+        got = pc.if_else(pc.greater(pc.binary_length(five), 0), five, pc.binary_join_element_wise("0", four, ""))
+        return keep_if(got, m.is_valid())
+    out = np.full(len(t.py), None, dtype=object)
+    is_us = np.asarray(regions == "us", dtype=bool) if regions is not None else np.zeros(len(t.py), dtype=bool)
+    for mask, ascii_rule, rule in ((is_us, us_ascii, us), (~is_us, ascii_alnum, _alnum)):
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            out[idx] = each(t.take(idx), ascii_rule, rule)
+    return out
 
 
-def normalize_country(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_country(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Country: ISO-3166-1 alpha-2 lowercase from alpha-2, alpha-3, English names and common local names
     ("USA", "U.S.A.", "Deutschland", "Brasil", "日本"); unknown -> "unknown_country"."""
-    return _by_rule(values, lambda v: geo.COUNTRY_LOOKUP.get(geo.fold(v)), "unknown_country")
+    return each(t, None, lambda v: geo.COUNTRY_LOOKUP.get(geo.fold(v)))
 
 
 _GENDER: dict[str, str] = {w: "m" for w in (
@@ -201,76 +173,44 @@ _GENDER.update({w: "f" for w in (
     "femmina", "donna", "mme", "mlle", "女", "女性", "女子", "여", "여성", "женский", "ж")})
 
 
-def normalize_ge(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_ge(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Gender: m/f from English, French, German, Portuguese, Spanish, Italian, Japanese, Korean words and titles
     (any case, trailing dots ignored: "Mrs." -> "f"); anything else "invalid_gender"."""
-    return _by_rule(values, lambda v: _GENDER.get(unicodedata.normalize("NFC", v).lower().rstrip(".").strip()),
-                    "invalid_gender")
+    return each(t, None, lambda v: _GENDER.get(unicodedata.normalize("NFC", v).lower().rstrip(".").strip()))
 
 
-_DATE_YMD = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[t ].*)?")
-_DATE_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_DATE_SLASH = re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})")
-_DATE_DOT = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
-_DATE_DMONY = re.compile(r"(\d{1,2})[ -]([a-z]+)\.?[ -,]*(\d{4})")
-_DATE_MONDY = re.compile(r"([a-z]+)\.? (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})")
-_MONTHS = {m: i for i, names in enumerate((
-    ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",), ("jun", "june"),
-    ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"), ("oct", "october"),
-    ("nov", "november"), ("dec", "december")), start=1) for m in names}
-
-
-def _parse_dob(text: str, order: str, today: _dt.date) -> str | None:
-    t = " ".join(text.lower().split())
-    ymd: tuple[int, int, int] | None = None
-    if m := _DATE_YMD.fullmatch(t) or _DATE_COMPACT.fullmatch(t):
-        ymd = (int(m[1]), int(m[2]), int(m[3]))
-    elif m := _DATE_SLASH.fullmatch(t):
-        a, b = int(m[1]), int(m[2])
-        day_first = a > 12 or (b <= 12 and order == "dmy")
-        ymd = (int(m[3]), b, a) if day_first else (int(m[3]), a, b)
-    elif m := _DATE_DOT.fullmatch(t):
-        ymd = (int(m[3]), int(m[2]), int(m[1]))
-    elif (m := _DATE_DMONY.fullmatch(t)) and m[2] in _MONTHS:
-        ymd = (int(m[3]), _MONTHS[m[2]], int(m[1]))
-    elif (m := _DATE_MONDY.fullmatch(t)) and m[1] in _MONTHS:
-        ymd = (int(m[3]), _MONTHS[m[1]], int(m[2]))
-    if ymd is None:
-        return None
-    try:
-        d = _dt.date(*ymd)
-    except ValueError:
-        return None
-    return d.strftime("%Y%m%d") if _dt.date(1900, 1, 1) <= d <= today else None
-
-
-def normalize_db(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_db(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Date of birth -> YYYYMMDD from ISO "1985-07-14" (time part ignored), "19850714", "1985/07/14", slashed
     "07/14/1985" (options.dob_order for ambiguous ones; "14/07/1985" is day-first whatever the order), dotted
     "14.07.1985" (always d.m.y), "14 Jul 1985", "July 14, 1985", and date/datetime cells. Impossible dates,
     two-digit years, years before 1900 and future dates -> "invalid_date_of_birth"."""
     today = options.today or _dt.date.today()
-    return _by_rule(values, lambda v: _parse_dob(v, options.dob_order, today), "invalid_date_of_birth")
+    return each(t, lambda a: dob_ascii(a, options.dob_order, today), lambda v: parse_dob(v, options.dob_order, today))
 
 
 _SPACE = re.compile(r"\s+")
 
 
-def normalize_external_id(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_external_id(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """external_id: trimmed; when it is going to be hashed, also lowercased with all whitespace removed
     (capi-param-builder's convention, so web and offline ids agree). Sent as given when not hashed."""
     if options.hash and options.hash_external_id:
-        return _by_rule(values, lambda v: _SPACE.sub("", v.lower()) or None, "invalid_external_id")
-    return _by_rule(values, lambda v: v, "invalid_external_id")
+        return each(t, lambda a: non_empty(pc.replace_substring_regex(pc.ascii_lower(a), f"[{WS}]+", "")),
+                     lambda v: _SPACE.sub("", v.lower()) or None)
+    return t.py.copy()
 
 
-def _shape(pattern: str, reason: str, flags: int = 0) -> Callable[..., Normalized]:
-    compiled = re.compile(pattern, flags)
+def _shape(pattern: str, ascii_pattern: str) -> Rule:
+    compiled = re.compile(pattern)
 
-    def normalize(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
-        return _by_rule(values, lambda v: v if compiled.fullmatch(v) else None, reason)
-    normalize.__doc__ = f"Never hashed: trimmed, must match `{pattern}` else {reason!r}."
+    def normalize(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
+        return each(t, lambda a: keep_if(a, pc.match_substring_regex(a, f"^(?:{ascii_pattern})$")),
+                     lambda v: v if compiled.fullmatch(v) else None)
+    normalize.__doc__ = f"Never hashed: trimmed, must match `{pattern}`."
     return normalize
+
+
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"  # ipaddress: no leading zeros
 
 
 def _ip(text: str) -> str | None:
@@ -281,361 +221,105 @@ def _ip(text: str) -> str | None:
     return text
 
 
-def normalize_ip(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_ip(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """client_ip_address: never hashed; trimmed, must be a valid IPv4/IPv6 address else "invalid_ip"."""
-    return _by_rule(values, _ip, "invalid_ip")
+    out = np.full(len(t.py), None, dtype=object)
+    v4 = t.ascii & pc.match_substring_regex(t.arrow, f"^{_OCTET}(?:\\.{_OCTET}){{3}}$").to_numpy(zero_copy_only=False)
+    out[v4] = t.py[v4]
+    rest = np.flatnonzero(~v4)
+    out[rest] = np.array([_ip(v) for v in t.py[rest]] + [None], dtype=object)[:-1]
+    return out
 
 
-def normalize_madid(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+def normalize_madid(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """madid: never hashed; trimmed, case kept; must be a UUID (8-4-4-4-12 hex) and not the all-zero id that
     iOS/Android report when tracking is limited, else "invalid_madid"."""
-    uuid = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-    return _by_rule(values, lambda v: v if uuid.fullmatch(v) and v.strip("0-") else None, "invalid_madid")
+    uuid = re.compile(_UUID)
+    return each(t, lambda a: keep_if(a, pc.and_(pc.match_substring_regex(a, f"^{_UUID}$"),
+                                                  pc.invert(pc.match_substring_regex(a, "^[0-]*$")))),
+                 lambda v: v if uuid.fullmatch(v) and v.strip("0-") else None)
 
 
-def normalize_text(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_text(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Never hashed opaque ids/strings: trimmed, non-empty."""
-    return _by_rule(values, lambda v: v, "empty")
+    return t.py.copy()
 
 
-# ------------------------------------------------------------------------------------------------------- phones
-_SLOW = object()
-_PHONE_SHAPE = re.compile(r"[ (]*(\+?)[0-9][0-9 ().\-]*")
-_PHONE_DROP = str.maketrans("", "", " ().-+")
-_FAST_REGIONS = ("US", "CA", "GB", "DE", "FR", "BR", "JP", "AU")
-
-
-@dataclass(frozen=True)
-class _Desc:
-    lengths: tuple[int, ...]
-    pattern: str | None
-
-
-@dataclass(frozen=True)
-class _Region:
-    """What phonenumbers' parse and is_valid_number read from one region's metadata."""
-    code: str
-    cc: int
-    idd: re.Pattern[str] | None
-    npfp: re.Pattern[str] | None
-    transform: bool
-    general: re.Pattern[str] | None
-    general_lengths: tuple[int, ...]
-    local_lengths: tuple[int, ...]
-    leading: re.Pattern[str] | None
-    by_length: dict[int, re.Pattern[str]]  # number length -> "general and any type" as one regex
-
-    def known_type(self, number: str) -> bool:
-        """phonenumbers' _number_type_helper(...) != UNKNOWN."""
-        pattern = self.by_length.get(len(number))
-        return pattern is not None and pattern.fullmatch(number) is not None
-
-
-def _region(code: str) -> _Region:
-    md = phonenumbers.PhoneMetadata.metadata_for_region(code)
-    kinds = ["premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
-             "fixed_line"] + ([] if md.same_mobile_and_fixed_line_pattern else ["mobile"])
-    types = [_Desc(tuple(d.possible_length), d.national_number_pattern) for d in (getattr(md, k) for k in kinds)
-             if d is not None]
-    gen = md.general_desc
-    by_length: dict[int, re.Pattern[str]] = {}
-    # _is_number_matching_desc: a non-empty possible_length list must hold the length, then the pattern must
-    # fullmatch; the general desc first, then any type (the order of types only matters for which type it is).
-    for length in range(1, 18):
-        if not gen.national_number_pattern or (gen.possible_length and length not in gen.possible_length):
-            continue
-        alts = [t.pattern for t in types if t.pattern and (not t.lengths or length in t.lengths)]
-        if alts:
-            by_length[length] = re.compile(
-                "(?=(?:%s)\\Z)(?:%s)" % (gen.national_number_pattern, "|".join(f"(?:{a})" for a in alts)))
-    return _Region(code, md.country_code, re.compile(md.international_prefix) if md.international_prefix else None,
-                   re.compile(md.national_prefix_for_parsing) if md.national_prefix_for_parsing else None,
-                   bool(md.national_prefix_transform_rule),
-                   re.compile(gen.national_number_pattern) if gen.national_number_pattern else None,
-                   tuple(gen.possible_length), tuple(gen.possible_length_local_only),
-                   re.compile(md.leading_digits) if md.leading_digits else None, by_length)
-
-
-_REGIONS: dict[str, _Region] = {r: _region(r) for r in _FAST_REGIONS}
-_FAST_CCS: dict[int, tuple[_Region, ...]] = {
-    cc: tuple(_region(r) for r in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc])
-    for cc in sorted({r.cc for r in _REGIONS.values()})}
-
-_ANY_LEADING: dict[int, re.Pattern[str]] = {
-    cc: re.compile("|".join(f"(?:{r.leading.pattern})" for r in regions if r.leading is not None) or "(?!)")
-    for cc, regions in _FAST_CCS.items()}
-
-
-def _valid_national(cc: int, national: str) -> bool:
-    """phonenumbers' is_valid_number for (cc, national significant number)."""
-    regions = _FAST_CCS[cc]
-    if len(regions) == 1:
-        return regions[0].known_type(national)
-    if _ANY_LEADING[cc].match(national) is None:  # only regions without leading digits can claim it
-        return any(r.known_type(national) for r in regions if r.leading is None)
-    for region in regions:  # _region_code_for_number_from_list
-        if region.leading is not None:
-            if region.leading.match(national):
-                return region.known_type(national)
-        elif region.known_type(national):
-            return True
-    return False
-
-
-def _phone_fast(raw: str, region: str | None) -> object:
-    """E.164 digits, None (invalid) or _SLOW when this shape is not proven identical to phonenumbers."""
-    m = _PHONE_SHAPE.fullmatch(raw)
-    if m is None or len(raw) > 60:
-        return _SLOW
-    digits = raw.translate(_PHONE_DROP)
-    if m.group(1):  # +CC...: region ignored; the national prefix is stripped with the cc's main region
-        cc = next((int(digits[:i]) for i in (1, 2, 3) if int(digits[:i]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE),
-                  0) if digits[0] != "0" else 0
-        if cc not in _FAST_CCS:
-            return _SLOW
-        national = digits[len(str(cc)):]
-        main = _FAST_CCS[cc][0]
-        if main.npfp is not None and main.npfp.match(national):
-            return _SLOW
-    else:
-        info = _REGIONS.get(region) if region else None
-        if info is None or (info.idd is not None and info.idd.match(digits)):
-            return _SLOW
-        cc = info.cc
-        if digits.startswith(str(cc)):
-            # NANP "1NXX...": 11 digits are TOO_LONG for US/CA, so phonenumbers takes the leading 1 as the cc.
-            if cc == 1 and len(digits) == 11 and digits[1] in "23456789":
-                national = digits[1:]
-            else:
-                return _SLOW
-        else:
-            pm = info.npfp.match(digits) if info.npfp is not None else None
-            if pm is None:
-                national = digits
-            else:
-                if info.transform and pm.groups() and pm.groups()[-1] is not None:
-                    return _SLOW
-                stripped = digits[pm.end():]
-                n = len(stripped)
-                if not (info.general is not None and info.general.fullmatch(stripped)
-                        and n in info.general_lengths and n not in info.local_lengths):
-                    return _SLOW
-                national = stripped
-    if not national or national[0] == "0":
-        return _SLOW
-    return f"{cc}{national}" if _valid_national(cc, national) else None
-
-
-def phone_reference(raw: str, region: str | None) -> str | None:
-    """Pure phonenumbers: parse with the region, keep only valid numbers, E.164 without "+"."""
-    try:
-        number = phonenumbers.parse(raw, region.upper() if region else None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
-
-
-def phone_e164(raws: list[str], regions: list[str | None]) -> tuple[list[str | None], int]:
-    """E.164 digits (None when invalid) for distinct (raw, region) pairs; also how many took the slow path."""
-    out: list[str | None] = []
-    slow = 0
-    for raw, region in zip(raws, regions):
-        up = region.upper() if region else None
-        got = _phone_fast(raw, up)
-        if got is _SLOW:
-            slow += 1
-            got = phone_reference(raw, up)
-        out.append(got)  # type: ignore[arg-type]
-    return out, slow
-
-
-def normalize_ph(values: pd.Series, country: pd.Series | None, options: NormalizeOptions) -> Normalized:
+def normalize_ph(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Phone -> E.164 digits without "+", exactly as phonenumbers would give (parse with the row's country, else
     options.default_country; national trunk prefixes, 00/011 international prefixes, extensions and separators
-    handled by it); numbers phonenumbers does not call valid -> "invalid_phone". Common shapes (+CC and national
-    numbers of US/CA/GB/DE/FR/BR/JP/AU with plain separators) take a fast path that replays phonenumbers' parse and
-    validity rules on its own metadata; everything else goes through phonenumbers itself."""
-    regions = country.tolist() if country is not None else [None] * len(values)
-    out, _ = phone_e164(values.tolist(), regions)
-    return _series(out, values.index), _series([None if o else "invalid_phone" for o in out], values.index)
+    handled by it); numbers phonenumbers does not call valid -> "invalid_phone". See phone.py."""
+    regs = Regions.of(regions if regions is not None else np.full(len(t.py), None, dtype=object))
+    return phone_e164_coded(t.py, regs.codes, list(regs.names), t.arrow)[0]
 
 
-_KEY_FUNCTIONS: dict[str, Callable[[pd.Series, pd.Series | None, NormalizeOptions], Normalized]] = {
-    "em": normalize_em, "ph": normalize_ph, "fn": normalize_name, "ln": normalize_name, "ge": normalize_ge,
-    "db": normalize_db, "ct": normalize_ct, "st": normalize_st, "zp": normalize_zp, "country": normalize_country,
-    "external_id": normalize_external_id, "client_ip_address": normalize_ip, "client_user_agent": normalize_text,
-    "fbc": _shape(r"fb\.\d+\.\d+\.\S+", "invalid_fbc"), "fbp": _shape(r"fb\.\d+\.\d+\.\S+", "invalid_fbp"),
-    "subscription_id": normalize_text, "fb_login_id": _shape(r"\d+", "invalid_fb_login_id"),
-    "lead_id": _shape(r"\d+", "invalid_lead_id"), "anon_id": normalize_text, "madid": normalize_madid,
-    "page_id": _shape(r"\d+", "invalid_page_id"), "page_scoped_user_id": normalize_text,
-    "ctwa_clid": normalize_text, "ig_account_id": _shape(r"\d+", "invalid_ig_account_id"),
-    "ig_sid": normalize_text, "partner_id": normalize_text, "partner_name": normalize_text,
+_DIGITS, _FB = (r"\d+", "[0-9]+"), (r"fb\.\d+\.\d+\.\S+", f"fb\\.[0-9]+\\.[0-9]+\\.[^{WS}]+")
+_RULES: dict[str, tuple[Rule, str]] = {  # key -> (rule over distinct texts, reason when it gives None)
+    "em": (normalize_em, "invalid_email"), "ph": (normalize_ph, "invalid_phone"),
+    "fn": (normalize_name, "invalid_name"), "ln": (normalize_name, "invalid_name"),
+    "ge": (normalize_ge, "invalid_gender"), "db": (normalize_db, "invalid_date_of_birth"),
+    "ct": (normalize_ct, "invalid_city"), "st": (normalize_st, "invalid_state"), "zp": (normalize_zp, "invalid_zip"),
+    "country": (normalize_country, "unknown_country"), "external_id": (normalize_external_id, "invalid_external_id"),
+    "client_ip_address": (normalize_ip, "invalid_ip"), "client_user_agent": (normalize_text, "empty"),
+    "fbc": (_shape(*_FB), "invalid_fbc"), "fbp": (_shape(*_FB), "invalid_fbp"),
+    "subscription_id": (normalize_text, "empty"), "fb_login_id": (_shape(*_DIGITS), "invalid_fb_login_id"),
+    "lead_id": (_shape(*_DIGITS), "invalid_lead_id"), "anon_id": (normalize_text, "empty"),
+    "madid": (normalize_madid, "invalid_madid"), "page_id": (_shape(*_DIGITS), "invalid_page_id"),
+    "page_scoped_user_id": (normalize_text, "empty"), "ctwa_clid": (normalize_text, "empty"),
+    "ig_account_id": (_shape(*_DIGITS), "invalid_ig_account_id"), "ig_sid": (normalize_text, "empty"),
+    "partner_id": (normalize_text, "empty"), "partner_name": (normalize_text, "empty"),
 }
 
 
-# ---------------------------------------------------------------------------------------------------- one key
-def _region_of(country: str | None, options: NormalizeOptions) -> str | None:
-    if country is not None:
-        return country
+# --------------------------------------------------------------------------------------------------- one field
+def _region_of(options: NormalizeOptions) -> str | None:
     if options.default_country is None:
         return None
     return geo.COUNTRY_LOOKUP.get(geo.fold(options.default_country))
 
 
-def _normalize_text(key: str, text: pd.Series, regions: pd.Series | None, options: NormalizeOptions) -> Normalized:
-    """Normalize a text column (None = missing) once per distinct value or (value, region) pair."""
-    fn = _KEY_FUNCTIONS[key]
-    present = text.notna()
-    if key in _COUNTRY_KEYS:
-        reg = regions if regions is not None else pd.Series(None, index=text.index, dtype=object)
-        pairs = text.where(present, None).astype(object) + "\x1f" + reg.fillna("").astype(object)
-        codes, uniques = pd.factorize(pairs.where(present, None), use_na_sentinel=True)
-        split = [u.split("\x1f", 1) for u in uniques]
-        u_vals = pd.Series([s[0] for s in split], dtype=object)
-        u_regs = pd.Series([s[1] or None for s in split], dtype=object)
-        norm, why = fn(u_vals, u_regs, options)
-    else:
-        codes, uniques = pd.factorize(text.where(present, None), use_na_sentinel=True)
-        norm, why = fn(pd.Series(list(uniques), dtype=object), None, options)
-    nt = np.array(norm.tolist() + [None], dtype=object)
-    wt = np.array(why.tolist() + [None], dtype=object)
-    return pd.Series(nt[codes], index=text.index, dtype=object), pd.Series(wt[codes], index=text.index, dtype=object)
+def _plain(key: str, units: Units, todo: np.ndarray, options: NormalizeOptions) -> np.ndarray:
+    """The key's rule on units[todo], as a full-length array (None elsewhere)."""
+    rule, _ = _RULES[key]
+    out = np.full(len(units.text_of), None, dtype=object)
+    if todo.size:
+        regions = units.regions[todo] if units.regions is not None else None
+        out[todo] = rule(units.texts.take(todo) if todo.size < len(out) else units.texts, regions, options)
+    return out
+
+
+def _regions_for(key: str, country: np.ndarray | None, n: int, options: NormalizeOptions) -> Regions | None:
+    if key not in _COUNTRY_KEYS:
+        return None
+    per_row = np.full(n, None, dtype=object) if country is None else country.copy()
+    per_row[pd.isna(per_row)] = _region_of(options)
+    return Regions.of(per_row)
 
 
 def normalize_key(key: str, values: pd.Series, *, country: pd.Series | None,
                   options: NormalizeOptions) -> tuple[pd.Series, pd.Series]:
     """(normalized value or None, drop reason or None) for one key, not hashed. `country` holds normalized
     alpha-2 codes (None -> options.default_country) and matters for ph, st and zp only."""
-    if key not in _KEY_FUNCTIONS:
+    if key not in _RULES:
         raise ValueError(f"unknown user_data key: {key}")
-    text = _text(values)
-    regions = None
-    if key in _COUNTRY_KEYS:
-        base = country.reindex(values.index) if country is not None else pd.Series(None, index=values.index,
-                                                                                    dtype=object)
-        default = _region_of(None, options)
-        regions = base.astype(object).where(base.notna(), default)
-    return _normalize_text(key, text, regions, options)
+    col = column(values, explode=False)
+    base = None if country is None else country.reindex(values.index).to_numpy(dtype=object)
+    units = Units.of(col, _regions_for(key, base, len(values), options), len(values))
+    todo = np.arange(len(units.text_of))
+    norm = _plain(key, units, todo, options)
+    why = np.where(pd.isna(norm), _RULES[key][1], None).astype(object)
+    return (pd.Series(np.append(norm, None)[units.of_entry], index=values.index, dtype=object),
+            pd.Series(np.append(why, None)[units.of_entry], index=values.index, dtype=object))
 
 
-# ------------------------------------------------------------------------------------------------ all of user_data
-def _explode(field_: RawField, pos: np.ndarray) -> tuple[pd.Series, np.ndarray]:
-    """Long form of one field: list/tuple/array cells become one entry each, tagged with their row position."""
-    vals = field_.values.astype(object) if field_.values.dtype != object else field_.values
-    arr = vals.to_numpy()
-    kinds = set(map(type, arr))
-    if not any(issubclass(k, (list, tuple, np.ndarray)) for k in kinds):
-        return pd.Series(arr, dtype=object) if not pd.api.types.is_datetime64_any_dtype(field_.values.dtype) \
-            else field_.values.reset_index(drop=True), pos
-    is_list = np.fromiter((isinstance(v, (list, tuple, np.ndarray)) for v in arr), dtype=bool, count=len(arr))
-    items: list[Any] = []
-    where: list[int] = []
-    for p, v, lst in zip(pos.tolist(), arr.tolist(), is_list.tolist()):
-        for item in (list(v) if lst else [v]):
-            items.append(item)
-            where.append(p)
-    return pd.Series(items, dtype=object), np.asarray(where, dtype=np.int64)
-
-
-def _row_country(fields: Sequence[RawField], n: int, options: NormalizeOptions) -> pd.Series:
-    """Normalized alpha-2 country per row position (first valid value), else the default country."""
-    default = _region_of(None, options)
-    out = pd.Series(None, index=range(n), dtype=object)
-    for f in fields:
-        if f.key != "country" or f.prehashed:
-            continue
-        raw, pos = _explode(f, np.arange(n))
-        norm, _ = _normalize_text("country", _text(raw), None, options)
-        firsts = pd.Series(norm.to_numpy(), index=pos).dropna()
-        firsts = firsts[~firsts.index.duplicated()]
-        out = out.where(out.notna(), firsts.reindex(out.index))
-    return out.where(out.notna(), default)
-
-
+# ---------------------------------------------------------------------------------------------- all of user_data
 def _hashes(key: str, options: NormalizeOptions) -> bool:
     if key not in HASHED_KEYS or not options.hash:
         return False
     return options.hash_external_id or key != "external_id"
-
-
-def normalize_user_data(fields: Sequence[RawField], options: NormalizeOptions) -> UserDataResult:
-    """Normalize (and hash) every user_data field; see the module docstring for the contract."""
-    for f in fields:
-        if f.key not in _KEY_FUNCTIONS:
-            raise ValueError(f"unknown user_data key: {f.key}")
-    index = fields[0].values.index if fields else pd.RangeIndex(0)
-    n = len(index)
-    for f in fields:
-        if len(f.values) != n:
-            raise ValueError(f"user_data field {f.key} is not aligned with the other fields")
-    result = UserDataResult(values={})
-    regions = _row_country(fields, n, options)
-    reasons: list[tuple[np.ndarray, np.ndarray]] = []  # (row positions, "key:reason")
-    long_by_key: dict[str, list[tuple[np.ndarray, pd.Series]]] = {}
-    before_by_key: dict[str, np.ndarray] = {}
-
-    for f in fields:
-        raw, pos = _explode(f, np.arange(n))
-        text = _text(raw)
-        present = text.notna().to_numpy()
-        is_hex = _hex_mask(text) if f.key in HASHED_KEYS else np.zeros(len(text), dtype=bool)
-        if f.prehashed or (is_hex.any() and _passes_hashes(f.key, options)):
-            passed = text.where(is_hex, None).str.lower() if is_hex.any() else pd.Series(None, index=text.index,
-                                                                                          dtype=object)
-        else:
-            passed = None
-            is_hex = np.zeros(len(text), dtype=bool)
-        if f.prehashed:
-            norm = passed.astype(object)
-            why = pd.Series(np.where(present & ~is_hex, "not_sha256", None), index=text.index, dtype=object)
-        else:
-            todo = text.where(~is_hex, None)
-            reg = pd.Series(regions.to_numpy()[pos], index=text.index, dtype=object) if f.key in _COUNTRY_KEYS \
-                else None
-            norm, why = _normalize_text(f.key, todo, reg, options)
-            if _hashes(f.key, options):
-                hashed_mask = norm.notna().to_numpy()
-                result.hashed[f.key] += int(hashed_mask.sum())
-                codes, uniques = pd.factorize(norm, use_na_sentinel=True)
-                table = np.array(sha256_hex_list(list(uniques)) + [None], dtype=object)
-                norm = pd.Series(table[codes], index=norm.index, dtype=object)
-            if passed is not None:
-                norm = norm.where(~is_hex, passed)
-        result.prehashed[f.key] += int(is_hex.sum())
-        bad = why.notna().to_numpy()
-        for reason, count in why[bad].value_counts().items():
-            result.drops[(f.key, reason)] += int(count)
-        if bad.any():
-            reasons.append((pos[bad], (f.key + ":" + why[bad]).to_numpy(dtype=object)))
-        long_by_key.setdefault(f.key, []).append((pos, norm))
-        before = before_by_key.setdefault(f.key, np.zeros(n, dtype=bool))
-        before[pos[present]] = True
-
-    presence: dict[str, np.ndarray] = {}
-    for key in long_by_key:
-        result.present_before[key] += int(before_by_key[key].sum())
-        values = _combine(long_by_key[key], n)
-        result.values[key] = pd.Series(values, index=index, dtype=object)
-        presence[key] = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-
-    _partner_pair(result, presence, reasons, index)
-    for key, mask in presence.items():
-        result.present_after[key] += int(mask.sum())
-    result.field_reasons = _row_reasons(reasons, n, index)
-    result.row_rejection = _rejections(presence, n, index)
-    return result
-
-
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def _hex_mask(text: pd.Series) -> np.ndarray:
-    """Exactly-64-hex flags, tested once per distinct value."""
-    codes, uniques = pd.factorize(text, use_na_sentinel=True)
-    flags = np.array([len(u) == 64 and _HEX64.fullmatch(u) is not None for u in uniques] + [False], dtype=bool)
-    return flags[codes]
 
 
 def _passes_hashes(key: str, options: NormalizeOptions) -> bool:
@@ -643,30 +327,100 @@ def _passes_hashes(key: str, options: NormalizeOptions) -> bool:
     return key in HASHED_KEYS and (key != "external_id" or (options.hash and options.hash_external_id))
 
 
-def _combine(parts: list[tuple[np.ndarray, pd.Series]], n: int) -> list[Any]:
-    """Per row: None, the single value, or a deduplicated list (stable order) when a row has several."""
-    if len(parts) == 1 and len(parts[0][0]) == n and (n == 0 or (np.diff(parts[0][0]) > 0).all()):
-        return parts[0][1].tolist()
-    out: list[Any] = [None] * n
-    for pos, norm in parts:
-        for p, v in zip(pos.tolist(), norm.tolist()):
-            if v is None:
-                continue
-            cur = out[p]
-            if cur is None:
-                out[p] = v
-            elif isinstance(cur, list):
-                if v not in cur:
-                    cur.append(v)
-            elif cur != v:
-                out[p] = [cur, v]
-    return out
+def _field(f: RawField, col: Column, regions: Regions | None, n: int, options: NormalizeOptions,
+           result: UserDataResult) -> Part:
+    units = Units.of(col, regions, n)
+    count = units.counts()
+    hexes = np.zeros(len(units.text_of), dtype=bool)
+    if f.key in HASHED_KEYS:
+        maybe = np.flatnonzero(pc.binary_length(units.texts.arrow).to_numpy() == 64)
+        hexes[maybe] = pc.match_substring_regex(units.texts.arrow.take(pa.array(maybe)),
+                                                "^[0-9a-fA-F]{64}$").to_numpy(zero_copy_only=False)
+    if not (f.prehashed or (hexes.any() and _passes_hashes(f.key, options))):
+        hexes[:] = False
+    out = np.full(len(units.text_of), None, dtype=object)
+    if hexes.any():
+        out[hexes] = [v.lower() for v in units.texts.py[hexes]]
+    if f.prehashed:
+        dropped, reason = ~hexes, "not_sha256"
+    else:
+        todo = np.flatnonzero(~hexes)
+        norm = _plain(f.key, units, todo, options)
+        got = pd.notna(norm)
+        dropped, reason = ~got & ~hexes, _RULES[f.key][1]
+        ok = np.flatnonzero(got)
+        if _hashes(f.key, options):
+            result.hashed[f.key] += int(count[ok].sum())
+            out[ok] = sha256_distinct(norm[ok])
+        else:
+            out[ok] = norm[ok]
+    result.prehashed[f.key] += int(count[hexes].sum())
+    if dropped.any():
+        result.drops[(f.key, reason)] += int(count[dropped].sum())
+    return Part(f.key, col.pos, units.of_entry, out, dropped, reason)
+
+
+def _row_regions(fields: Sequence[RawField], cols: list[Column], n: int, options: NormalizeOptions) -> Regions:
+    """Each row's country: the first valid normalized `country` value, else the default country."""
+    per_row = np.full(n, None, dtype=object)
+    known = np.zeros(n, dtype=bool)
+    for f, col in zip(fields, cols):
+        if f.key != "country" or f.prehashed:
+            continue
+        units = Units.of(col, None, n)
+        norm = _plain("country", units, np.arange(len(units.text_of)), options)
+        rows = col.rows(n)
+        fresh = np.flatnonzero(np.append(pd.notna(norm), False)[units.of_entry] & ~known[rows])
+        first_rows, first = np.unique(rows[fresh], return_index=True)
+        per_row[first_rows] = norm[units.of_entry[fresh[first]]]
+        known[first_rows] = True
+    per_row[~known] = _region_of(options)
+    return Regions.of(per_row)
+
+
+def normalize_user_data(fields: Sequence[RawField], options: NormalizeOptions, *,
+                        with_reasons: bool = False) -> UserDataResult:
+    """Normalize (and hash) every user_data field; see the module docstring for the contract. Per-row
+    `field_reasons` are built only `with_reasons` (explain does; the counters in `drops` always are)."""
+    for f in fields:
+        if f.key not in _RULES:
+            raise ValueError(f"unknown user_data key: {f.key}")
+    index = fields[0].values.index if fields else pd.RangeIndex(0)
+    n = len(index)
+    for f in fields:
+        if len(f.values) != n:
+            raise ValueError(f"user_data field {f.key} is not aligned with the other fields")
+    result = UserDataResult(values={})
+    cols = [column(f.values) for f in fields]
+    regions = _row_regions(fields, cols, n, options) if any(f.key in _COUNTRY_KEYS for f in fields) else None
+    parts: dict[str, list[Part]] = {}
+    before: dict[str, np.ndarray] = {}
+    for f, col in zip(fields, cols):
+        part = _field(f, col, regions if f.key in _COUNTRY_KEYS else None, n, options, result)
+        parts.setdefault(f.key, []).append(part)
+        seen = before.setdefault(f.key, np.zeros(n, dtype=bool))
+        seen[col.rows(n)[col.codes >= 0]] = True
+
+    presence: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
+    for key, key_parts in parts.items():
+        result.present_before[key] += int(before[key].sum())
+        values[key], presence[key] = combine(key_parts, n)
+    lonely = _partner_pair(result, presence, values)
+    for key, vals in values.items():
+        result.values[key] = pd.Series(vals, index=index, dtype=object)
+        result.present_after[key] += int(presence[key].sum())
+    if with_reasons:
+        result.field_reasons = row_reasons([p for ps in parts.values() for p in ps], lonely, n, index)
+    result.row_rejection = _rejections(presence, n, index)
+    return result
 
 
 def _partner_pair(result: UserDataResult, presence: dict[str, np.ndarray],
-                  reasons: list[tuple[np.ndarray, np.ndarray]], index: pd.Index) -> None:
+                  values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """partner_id and partner_name travel together: a row with only one of them loses both."""
-    n = len(index)
+    lonely_by_key: dict[str, np.ndarray] = {}
+    n = len(next(iter(presence.values()))) if presence else 0
     has_id = presence.get("partner_id", np.zeros(n, dtype=bool))
     has_name = presence.get("partner_name", np.zeros(n, dtype=bool))
     for key, mine, other in (("partner_id", has_id, has_name), ("partner_name", has_name, has_id)):
@@ -674,43 +428,28 @@ def _partner_pair(result: UserDataResult, presence: dict[str, np.ndarray],
         if not lonely.any():
             continue
         result.drops[(key, "partner_pair_incomplete")] += int(lonely.sum())
-        reasons.append((np.flatnonzero(lonely), np.array([f"{key}:partner_pair_incomplete"] * int(lonely.sum()),
-                                                         dtype=object)))
-        result.values[key] = result.values[key].where(~lonely, None)
+        values[key] = values[key].copy()
+        values[key][lonely] = None
         presence[key] = mine & ~lonely
-
-
-def _row_reasons(reasons: list[tuple[np.ndarray, np.ndarray]], n: int, index: pd.Index) -> pd.Series:
-    out: list[tuple[str, ...]] = [()] * n
-    if reasons:
-        pos = np.concatenate([p for p, _ in reasons])
-        why = np.concatenate([w for _, w in reasons])
-        grouped: dict[int, list[str]] = {}
-        for p, w in zip(pos.tolist(), why.tolist()):
-            lst = grouped.setdefault(p, [])
-            if w not in lst:
-                lst.append(w)
-        for p, lst in grouped.items():
-            out[p] = tuple(lst)
-    return pd.Series(out, index=index, dtype=object)
+        lonely_by_key[key] = lonely
+    return lonely_by_key
 
 
 def _rejections(presence: dict[str, np.ndarray], n: int, index: pd.Index) -> pd.Series:
-    """Row verdict from which keys survived: computed once per distinct key combination."""
+    """Row verdict from which keys survived, as bit masks: no key at all, or only keys of one baseline-invalid
+    combination."""
     keys = list(presence)
     bits = np.zeros(n, dtype=np.int64)
     for i, key in enumerate(keys):
         bits |= presence[key].astype(np.int64) << i
-    verdicts: dict[int, str | None] = {}
-    for mask in np.unique(bits).tolist():
-        present = frozenset(k for i, k in enumerate(keys) if mask >> i & 1)
-        if not present:
-            verdicts[mask] = "no_customer_information"
-        elif any(present <= combo for combo in BASELINE_INVALID):
-            verdicts[mask] = "baseline_invalid_combination"
-        else:
-            verdicts[mask] = None
-    return pd.Series([verdicts[m] for m in bits.tolist()], index=index, dtype=object)
+    inverse, masks = pd.factorize(bits)
+    masks = np.asarray(masks, dtype=np.int64)
+    verdict = np.full(len(masks) + 1, None, dtype=object)
+    for combo in BASELINE_INVALID:
+        allowed = sum(1 << i for i, k in enumerate(keys) if k in combo)
+        verdict[:-1][(masks & ~allowed) == 0] = "baseline_invalid_combination"
+    verdict[:-1][masks == 0] = "no_customer_information"
+    return pd.Series(verdict[inverse], index=index, dtype=object)
 
 
 # ------------------------------------------------------------------------------------------------------ explain
@@ -719,13 +458,14 @@ def explain(frame: pd.DataFrame, options: NormalizeOptions) -> pd.DataFrame:
     value exactly as it would be sent (lists as JSON array text, None where dropped) plus `reasons`
     ("key:reason; ..."). Field-level results are shown even for rows that would be rejected whole."""
     for col in frame.columns:
-        if col not in _KEY_FUNCTIONS:
+        if col not in _RULES:
             raise ValueError(f"unknown user_data key column: {col}")
-    result = normalize_user_data([RawField(str(c), frame[c]) for c in frame.columns], options)
+    result = normalize_user_data([RawField(str(c), frame[c]) for c in frame.columns], options, with_reasons=True)
     out = pd.DataFrame(index=frame.index)
     for col in frame.columns:
         out[col] = pd.Series([json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
                               for v in result.values[str(col)].tolist()], index=frame.index, dtype=object)
+    assert result.field_reasons is not None
     out["reasons"] = pd.Series(["; ".join(r) for r in result.field_reasons.tolist()], index=frame.index,
                                dtype=object)
     return out

@@ -131,7 +131,7 @@ def test_prehashed_and_never_hashed_keys():
         RawField("em", pd.Series(["Test@Example.com", sha.upper(), "bad"])),
         RawField("ph", pd.Series(["not-hex", sha, None]), prehashed=True),
         RawField("client_ip_address", pd.Series(["1.2.3.4", None, None])),
-    ], NormalizeOptions())
+    ], NormalizeOptions(), with_reasons=True)
     assert res.values["em"].tolist() == [sha, sha, None]
     assert res.values["ph"].tolist() == [None, sha, None]
     assert res.values["client_ip_address"].tolist() == ["1.2.3.4", None, None]
@@ -168,7 +168,7 @@ def test_row_rejection_and_partner_pair():
         RawField("em", pd.Series([None, "a@x.com", None, None, None])),
         RawField("partner_id", pd.Series([None, None, None, "R1", "R2"])),
         RawField("partner_name", pd.Series([None, None, None, "liveramp", None])),
-    ], OPT)
+    ], OPT, with_reasons=True)
     assert res.row_rejection.tolist() == ["baseline_invalid_combination", None, "baseline_invalid_combination",
                                           None, "no_customer_information"]
     assert res.values["partner_id"].tolist() == [None, None, None, "R1", None]
@@ -261,3 +261,58 @@ def test_throughput_200k_messy_rows():
     took, cpu = time.perf_counter() - t, time.process_time() - cpu
     print(f"\nnormalize+hash {n:,} rows: {n / took:,.0f} rows/s wall, {n / cpu:,.0f} rows/s of CPU time")
     assert len(res.values["em"]) == n
+
+
+def test_with_reasons_false_same_values_and_counters():
+    rng = random.Random(3)
+    n = 2000
+    frame = {
+        "em": [rng.choice([f"U{i}@x.com", "bad", None, " a@b.co "]) for i in range(n)],
+        "ph": [rng.choice(["(650) 555-1212", "+44 20 7946 0958", "555", None, "0044 20 7946 0958"]) for _ in range(n)],
+        "ge": [rng.choice(["F", "?", None]) for _ in range(n)], "fn": [rng.choice(["Ann", None]) for _ in range(n)],
+        "partner_id": [rng.choice(["R1", None]) for _ in range(n)],
+        "partner_name": [rng.choice(["liveramp", None]) for _ in range(n)],
+        "country": [rng.choice(["US", "UK", None, "Narnia"]) for _ in range(n)],
+    }
+    fields = [RawField(k, pd.Series(v, dtype=object)) for k, v in frame.items()]
+    fast = normalize_user_data(fields, NormalizeOptions())
+    full = normalize_user_data(fields, NormalizeOptions(), with_reasons=True)
+    assert fast.field_reasons is None and full.field_reasons is not None
+    assert {k: s.tolist() for k, s in fast.values.items()} == {k: s.tolist() for k, s in full.values.items()}
+    for attr in ("drops", "present_before", "present_after", "prehashed", "hashed"):
+        assert getattr(fast, attr) == getattr(full, attr)
+    assert fast.row_rejection.tolist() == full.row_rejection.tolist()
+    assert all(isinstance(r, tuple) for r in full.field_reasons) and any(full.field_reasons)
+
+
+def test_py_space_is_str_isspace():
+    from capi_pipeline.columns import PY_SPACE
+    assert set(PY_SPACE) == {c for c in map(chr, range(0x110000)) if c.isspace()}
+
+
+_ASCII = st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=24)
+_SHAPED = st.from_regex(r"[ \t\x0b\x1c]?[0-9a-zA-Z@._/ :\-]{0,20}[ \x1f]?", fullmatch=True)
+_DATES = st.from_regex(r"\d{1,4}[-/. ]?\d{1,2}[-/. ]?\d{1,4}( \d\d:\d\d)?|\d{1,2} [A-Za-z]{3,9}\.? ?,?\d{4}|"
+                       r"[A-Za-z]{3,9}\.? \d{1,2}(st|nd|rd|th)?,? \d{4}", fullmatch=True).filter(str.isascii)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["em", "fn", "ct", "zp", "external_id", "lead_id", "fbc", "madid", "client_ip_address", "db",
+                        "st", "ge"]),
+       st.lists(st.one_of(_ASCII, _SHAPED, _DATES, st.sampled_from(
+           [v for cases in CASES.values() for v, _ in cases if isinstance(v, str)])), min_size=1, max_size=12),
+       st.sampled_from(["us", "gb", None]), st.sampled_from(["mdy", "dmy"]))
+def test_ascii_twins_equal_python_rules(key, values, region, order):
+    """Every vectorized ASCII route gives what the Python rule gives (forced by marking nothing ASCII)."""
+    from capi_pipeline.columns import Texts
+    from capi_pipeline.normalize import _RULES
+    texts = [v.strip() for v in values if v.strip()]
+    if not texts:
+        return
+    py = np.array(texts + [None], dtype=object)[:-1]
+    t = Texts.of(py)
+    regions = np.array([region] * len(py), dtype=object)
+    opts = NormalizeOptions(dob_order=order, today=dt.date(2026, 11, 23))
+    rule = _RULES[key][0]
+    python_only = Texts(t.py, t.arrow, np.zeros(len(py), dtype=bool))
+    assert rule(t, regions, opts).tolist() == rule(python_only, regions, opts).tolist()

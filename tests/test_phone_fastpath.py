@@ -7,7 +7,7 @@ import phonenumbers
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from capi_pipeline.normalize import _SLOW, _phone_fast, phone_e164, phone_reference
+from capi_pipeline.phone import _SLOW, _phone_fast, _phone_fast_many, phone_e164, phone_reference
 
 REGIONS = ["US", "CA", "GB", "DE", "FR", "BR", "JP", "AU"]
 TYPES = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
@@ -57,7 +57,10 @@ def test_fast_path_covers_common_shapes():
     shapes = [("(650) 555-1212", "US"), ("650.555.1212", "US"), ("1-650-555-1212", "US"), ("+1 650 555 1212", None),
               ("(416) 555-0199", "CA"), ("020 7946 0958", "GB"), ("+44 7911 123456", "FR"), ("030 12345678", "DE"),
               ("01 23 45 67 89", "FR"), ("(11) 91234-5678", "BR"), ("03-1234-5678", "JP"), ("090-1234-5678", "JP"),
-              ("02 9876 5432", "AU"), ("0412 345 678", "AU"), ("+61 412 345 678", "US")]
+              ("02 9876 5432", "AU"), ("0412 345 678", "AU"), ("+61 412 345 678", "US"),
+              ("0044 20 7946 0958", "GB"), ("(650) 555-1212 x12", "US"), ("650-555-1212 ext. 12", "US"),
+              ("0151/79609529", "DE"), ("+44 (0)7400 683241", "GB"), ("001-480-417-5900", "US"), ("N/A", "US"),
+              ("0033 6 87 81 44 81", "FR"), ("(11) 91234-5678", "BR"), ("+81 (0)3-1234-5678", None)]
     for raw, region in shapes:
         got = _phone_fast(raw, region)
         assert got is not _SLOW, raw
@@ -72,7 +75,7 @@ def test_nanp_and_country_metadata_assumptions(region):
 
 
 def test_slow_path_runs_once_per_distinct_pair_and_agrees():
-    raws = ["(650) 555-1212 x12", "0044 20 7946 0958", "+1 (650) 555-1212", "tel:+1-650-555-1212"]
+    raws = ["(650) 555-1212 X12", "+52 55 1234 5678", "+1 (650) 555-1212", "tel:+1-650-555-1212"]
     out, slow = phone_e164(raws, ["US", "GB", "CA", "US"])
     assert out == [phone_reference(r, g) for r, g in zip(raws, ["US", "GB", "CA", "US"])]
     assert slow == 3
@@ -82,6 +85,7 @@ def test_fast_path_equals_phonenumbers_bulk():
     """Many thousands of seeded random numbers (hypothesis is too slow for this volume)."""
     rng = random.Random(20261123)
     checked = 0
+    cases = []
     for _ in range(30000):
         src, ex = rng.choice(_EXAMPLES)
         digits = list(phonenumbers.national_significant_number(ex))
@@ -93,7 +97,8 @@ def test_fast_path_equals_phonenumbers_bulk():
         s = form.format(cc=ex.country_code, n="".join(digits))
         s = "".join(rng.choice(["", "", "", " ", "-", ".", "(", ")"]) + ch for ch in s)
         region = rng.choice(REGIONS + [None])
-        got = _phone_fast(s, region)
+        cases.append((s, region))
+    for (s, region), got in zip(cases, _phone_fast_many([c[0] for c in cases], [c[1] for c in cases])):
         if got is not _SLOW:
             checked += 1
             assert got == phone_reference(s, region), (s, region)

@@ -1,0 +1,247 @@
+"""Helpers shared by the benchmarks: timing, peak memory, sample data, the one-line results.
+
+Memory is the resident-set high-water mark (VmHWM in /proc/self/status, `ru_maxrss` elsewhere). On Linux the
+mark can be reset (`reset_peak_rss`), so one process can measure phases separately; where it cannot, the peak
+covers the whole process and the benches say so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SandboxProcess", "Timer", "bench_date", "fmt_mb", "peak_rss_mb", "print_ratio", "reset_peak_rss", "rss_mb", "timed"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # `python bench/x.py` from a checkout without an installed package
+    sys.path.insert(0, str(_ROOT))
+
+_STATUS = Path("/proc/self/status")
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        m = re.search(rf"^{field}:\s+(\d+)\s+kB", _STATUS.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
+def peak_rss_mb() -> float:
+    """Resident-set high-water mark of this process, in MiB (since start or the last `reset_peak_rss`)."""
+    kb = _status_kb("VmHWM")
+    if kb is None:
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+        if sys.platform == "darwin":
+            kb //= 1024
+    return kb / 1024
+
+
+def rss_mb() -> float:
+    """Current resident set, in MiB."""
+    kb = _status_kb("VmRSS")
+    return kb / 1024 if kb is not None else peak_rss_mb()
+
+
+def reset_peak_rss() -> bool:
+    """Reset the high-water mark to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def fmt_mb(mb: float) -> str:
+    return f"{mb:,.0f} MiB"
+
+
+@dataclass
+class Timer:
+    seconds: float = 0.0  # wall clock
+    cpu: float = 0.0  # this process's CPU time (all threads): what the work costs when the machine is shared
+
+
+@contextmanager
+def timed() -> Iterator[Timer]:
+    """`with timed() as t: ...` then `t.seconds` (wall clock) and `t.cpu` (process CPU seconds)."""
+    t = Timer()
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield t
+    finally:
+        t.seconds = time.perf_counter() - start
+        t.cpu = time.process_time() - cpu
+
+
+def bench_date() -> dt.date:
+    """Yesterday (UTC): every sample event is then inside Meta's 7-day window and none is in the future."""
+    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}/s" if seconds > 0 else "inf/s"
+
+
+def print_ratio(label: str, ours: float, theirs: float) -> None:
+    """The result line the benches end with, e.g. `transform speed-up vs facebook-business SDK: 23.4x`."""
+    ratio = ours / theirs if theirs > 0 else float("inf")
+    print(f"{label}: {ratio:.1f}x", flush=True)
+
+
+def workdir(path: str | None, name: str) -> Path:
+    """A work folder: the one given, else a fresh one under $TMPDIR."""
+    import tempfile
+
+    if path:
+        p = Path(path).expanduser().resolve()
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+    return Path(tempfile.mkdtemp(prefix=f"capi-bench-{name}-"))
+
+
+def cpu_info() -> str:
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {load()}"
+
+
+def load() -> str:
+    """The 1-minute load average: above the CPU count, other processes are eating into the timings."""
+    try:
+        one = os.getloadavg()[0]
+    except OSError:
+        return "load n/a"
+    busy = " (machine busy: compare CPU seconds, not wall)" if one > (os.cpu_count() or 1) * 0.75 else ""
+    return f"load {one:.1f}{busy}"
+
+
+class SandboxProcess:
+    """The sandbox in a child process, so its request handling does not share this process's GIL.
+
+    `with SandboxProcess(latency_ms=50) as sb: sb.url, sb.stats()` (stats as `Sandbox.stats()` returns them).
+    """
+
+    def __init__(self, latency_ms: float = 0, *, null_sink: bool = False, start_timeout_s: float = 120) -> None:
+        self.latency_ms = latency_ms
+        self.null_sink = null_sink
+        self.start_timeout_s = start_timeout_s
+        self.url = ""
+        self._proc: Any = None
+
+    def __enter__(self) -> SandboxProcess:
+        import subprocess
+        import threading
+
+        cmd = [sys.executable, "-m", "capi_pipeline", "sandbox", "--port", "0", "--latency-ms", str(self.latency_ms)]
+        if self.null_sink:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "null-sink"]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                      cwd=str(_ROOT))
+        found: list[str] = []
+
+        def read() -> None:
+            for line in self._proc.stdout:
+                m = re.search(r"listening on (http://\S+)", line)
+                if m:
+                    found.append(m.group(1))
+                    break
+            for _ in self._proc.stdout:  # keep draining so the child never blocks on a full pipe
+                pass
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + self.start_timeout_s
+        while not found:
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError("the sandbox did not start")
+            time.sleep(0.05)
+        self.url = found[0]
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        import requests
+
+        response = requests.get(f"{self.url}/_sandbox/stats", timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def dataset(self, dataset_id: str) -> dict[str, int]:
+        return self.stats()["datasets"].get(dataset_id, {})
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except Exception:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def serve_null_sink() -> None:
+    """A Graph stand-in that only counts: answers every `/events` POST with events_received = len(data).
+
+    For measuring the pipeline without the sandbox's per-event validation and storage; stats as the sandbox's.
+    """
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import orjson
+
+    counts: dict[str, dict[str, int]] = {}
+    lock = threading.Lock()
+    events_path = re.compile(r"/v\d+\.\d+/(\d+)/events/?")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self, status: int, payload: Any) -> None:
+            body = orjson.dumps(payload)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            with lock:
+                snapshot = {k: dict(v) for k, v in counts.items()}
+            self._answer(200, {"datasets": snapshot})
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            m = events_path.fullmatch(self.path.split("?", 1)[0])
+            try:
+                data = orjson.loads(raw).get("data") if m else None
+            except orjson.JSONDecodeError:
+                data = None
+            if not isinstance(data, list):
+                self._answer(400, {"error": {"message": "bad request", "code": 100}})
+                return
+            with lock:
+                entry = counts.setdefault(m.group(1), {"requests": 0, "events_received": 0, "unique_events": 0})
+                entry["requests"] += 1
+                entry["events_received"] += len(data)
+                entry["unique_events"] += len(data)  # not de-duplicated: the uploader's own counts are checked
+            self._answer(200, {"events_received": len(data), "messages": [], "fbtrace_id": "null-sink"})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    print(f"null sink listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["null-sink"]:
+    serve_null_sink()
