@@ -496,6 +496,9 @@ class ContractValidator:
         from great_expectations.data_context.types.base import ProgressBarsConfig
         from great_expectations.expectations.row_conditions import deserialize_row_condition
 
+        # GX sets this child logger to INFO itself; it announces every ephemeral docs folder
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+
         self.contract = contract
         self._context = gx.get_context(mode="ephemeral")
         self._context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
