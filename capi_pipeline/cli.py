@@ -12,10 +12,13 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capi_pipeline import __version__
 from capi_pipeline.errors import CapiPipelineError, ConfigurationError
+
+if TYPE_CHECKING:
+    from capi_pipeline.upload import ProgressInfo
 
 __all__ = ["main", "build_parser"]
 
@@ -219,17 +222,15 @@ class _ProgressBar:
 
     def __init__(self) -> None:
         self._last = 0.0
-        self._started = time.perf_counter()
 
-    def __call__(self, info: Any) -> None:
+    def __call__(self, info: ProgressInfo) -> None:
         now = time.perf_counter()
         if now - self._last < 0.2:
             return
         self._last = now
-        delivered = getattr(info, "events_delivered", 0)
-        rate = delivered / max(now - self._started, 1e-6)
-        sys.stderr.write(f"\r  delivered {delivered:>9} events  {rate:>9.0f} ev/s  "
-                         f"batches {getattr(info, 'batches', 0):>6}")
+        sys.stderr.write(f"\r  delivered {info.events_delivered:>9,} events  {info.rate_eps:>9,.0f} ev/s  "
+                         f"batches {info.batches_done:>6,}/{info.batches_submitted:,}  "
+                         f"failed {info.events_failed:,}  skipped {info.events_skipped:,}")
         sys.stderr.flush()
 
     def done(self) -> None:

@@ -79,3 +79,15 @@ def test_demo(tmp_path: Path) -> None:
     assert "delivered" in demo.stdout
     assert (tmp_path / "demo" / "reports" / "offline_sample" / "report.json").exists()
     assert (tmp_path / "demo" / "reports" / "app_sample" / "report.json").exists()
+
+
+def test_progress_bar_shows_batches_and_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    from capi_pipeline.cli import _ProgressBar
+    from capi_pipeline.upload import ProgressInfo
+
+    bar = _ProgressBar()
+    bar(ProgressInfo(events_seen=2500, events_delivered=2000, events_failed=1, events_rejected=0, events_skipped=5,
+                     batches_done=2, batches_submitted=3, elapsed_s=1.0, rate_eps=2000.0))
+    line = capsys.readouterr().err
+    assert "delivered     2,000 events" in line and "2,000 ev/s" in line and "batches      2/3" in line
+    assert "failed 1" in line and "skipped 5" in line
