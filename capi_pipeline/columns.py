@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 from capi_pipeline.hashing import sha256_hex_list
 
-__all__ = ["PY_SPACE", "WS", "Column", "Part", "Regions", "Texts", "Units", "as_text", "ascii_alnum", "ascii_letters",
-           "column", "combine", "each", "keep_if", "non_empty", "row_reasons", "sha256_distinct"]
+__all__ = ["PY_SPACE", "SPACE_CLASS", "WS", "Column", "Part", "Regions", "Texts", "Units", "as_text", "ascii_alnum",
+           "ascii_letters", "column", "combine", "each", "keep_if", "non_empty", "row_reasons", "sha256_distinct"]
 
 PY_SPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
             "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")  # str.isspace(), i.e. what \s and str.strip() mean

@@ -5,33 +5,51 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import unicodedata
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from capi_pipeline.columns import WS
+from capi_pipeline.geo import fold
 
 __all__ = ["dob_ascii", "parse_dob"]
 
+_TIME = r"(?: \d{1,2}:\d{2}.*)?"  # "2/3/1990 12:00:00 AM": spreadsheets add midnight
 _DATE_YMD = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[t ].*)?")
 _DATE_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_DATE_SLASH = re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})")
-_DATE_DOT = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
-_DATE_DMONY = re.compile(r"(\d{1,2})[ -]([a-z]+)\.?[ -,]*(\d{4})")
-_DATE_MONDY = re.compile(r"([a-z]+)\.? (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})")
+_DATE_SLASH = re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})" + _TIME)
+_DATE_DOT = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})" + _TIME)
+# "3 Feb 1990", "03-Feb-1990", "3rd February 1990", "3. Februar 1990", "1er février 1990", "3 de fevereiro de 1990"
+_DATE_DMONY = re.compile(r"(\d{1,2})(?:st|nd|rd|th|er|º|\.)?[ -](?:de )?([^\W\d_]+)\.?(?: de)?[ ,-]*(\d{4})")
+_DATE_MONDY = re.compile(r"([^\W\d_]+)\.?[ -](\d{1,2})(?:st|nd|rd|th)?,?[ -](\d{4})")  # "February 3rd, 1990"
+_DATE_JA = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日")
 
-
+# Month names and abbreviations, accents folded, in English, German, French, Spanish, Portuguese and Italian.
 _MONTHS = {m: i for i, names in enumerate((
-    ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",), ("jun", "june"),
-    ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"), ("oct", "october"),
-    ("nov", "november"), ("dec", "december")), start=1) for m in names}
+    "jan january januar janvier janv enero ene janeiro gennaio",
+    "feb february februar fevrier fevr fev febrero fevereiro febbraio",
+    "mar march marz maerz mrz mars marzo marco",
+    "apr april avril avr abril abr aprile",
+    "may mai mayo maio maggio",
+    "jun june juni juin junio junho giugno",
+    "jul july juli juillet juil julio julho luglio",
+    "aug august aout agosto ago",
+    "sep sept september septembre septiembre setiembre setembro set settembre",
+    "oct october oktober okt octobre octubre outubro out ottobre",
+    "nov november novembre noviembre novembro",
+    "dec december dezember dez decembre diciembre dic dezembro dicembre"), start=1) for m in names.split()}
+
+
+def _month(name: str) -> int | None:
+    return _MONTHS.get(fold(name))
 
 
 def parse_dob(text: str, order: str, today: _dt.date) -> str | None:
-    t = " ".join(text.lower().split())
+    t = " ".join(unicodedata.normalize("NFC", text).lower().split())
     ymd: tuple[int, int, int] | None = None
-    if m := _DATE_YMD.fullmatch(t) or _DATE_COMPACT.fullmatch(t):
+    if m := _DATE_YMD.fullmatch(t) or _DATE_COMPACT.fullmatch(t) or _DATE_JA.fullmatch(t):
         ymd = (int(m[1]), int(m[2]), int(m[3]))
     elif m := _DATE_SLASH.fullmatch(t):
         a, b = int(m[1]), int(m[2])
@@ -39,10 +57,10 @@ def parse_dob(text: str, order: str, today: _dt.date) -> str | None:
         ymd = (int(m[3]), b, a) if day_first else (int(m[3]), a, b)
     elif m := _DATE_DOT.fullmatch(t):
         ymd = (int(m[3]), int(m[2]), int(m[1]))
-    elif (m := _DATE_DMONY.fullmatch(t)) and m[2] in _MONTHS:
-        ymd = (int(m[3]), _MONTHS[m[2]], int(m[1]))
-    elif (m := _DATE_MONDY.fullmatch(t)) and m[1] in _MONTHS:
-        ymd = (int(m[3]), _MONTHS[m[1]], int(m[2]))
+    elif (m := _DATE_DMONY.fullmatch(t)) and _month(m[2]):
+        ymd = (int(m[3]), _month(m[2]) or 0, int(m[1]))
+    elif (m := _DATE_MONDY.fullmatch(t)) and _month(m[1]):
+        ymd = (int(m[3]), _month(m[1]) or 0, int(m[2]))
     if ymd is None:
         return None
     try:
@@ -52,13 +70,14 @@ def parse_dob(text: str, order: str, today: _dt.date) -> str | None:
     return d.strftime("%Y%m%d") if _dt.date(1900, 1, 1) <= d <= today else None
 
 
+_ASCII_TIME = "(?: [0-9]{1,2}:[0-9]{2}.*)?"
 _DOB_FORMS = (  # parse_dob's forms in its order, for lowercased ASCII text with whitespace runs collapsed
     r"^(?P<y>[0-9]{4})[-/.](?P<m>[0-9]{1,2})[-/.](?P<d>[0-9]{1,2})(?:[t ].*)?$",
     r"^(?P<y>[0-9]{4})(?P<m>[0-9]{2})(?P<d>[0-9]{2})$",
-    r"^(?P<a>[0-9]{1,2})[/-](?P<b>[0-9]{1,2})[/-](?P<y>[0-9]{4})$",
-    r"^(?P<d>[0-9]{1,2})\.(?P<m>[0-9]{1,2})\.(?P<y>[0-9]{4})$",
-    r"^(?P<d>[0-9]{1,2})[ -](?P<mon>[a-z]+)\.?[ -,]*(?P<y>[0-9]{4})$",
-    r"^(?P<mon>[a-z]+)\.? (?P<d>[0-9]{1,2})(?:st|nd|rd|th)?,? (?P<y>[0-9]{4})$")
+    rf"^(?P<a>[0-9]{{1,2}})[/-](?P<b>[0-9]{{1,2}})[/-](?P<y>[0-9]{{4}}){_ASCII_TIME}$",
+    rf"^(?P<d>[0-9]{{1,2}})\.(?P<m>[0-9]{{1,2}})\.(?P<y>[0-9]{{4}}){_ASCII_TIME}$",
+    r"^(?P<d>[0-9]{1,2})(?:st|nd|rd|th|er|\.)?[ -](?:de )?(?P<mon>[a-z]+)\.?(?: de)?[ ,-]*(?P<y>[0-9]{4})$",
+    r"^(?P<mon>[a-z]+)\.?[ -](?P<d>[0-9]{1,2})(?:st|nd|rd|th)?,?[ -](?P<y>[0-9]{4})$")
 
 
 _MONTH_NAMES = pa.array(list(_MONTHS))

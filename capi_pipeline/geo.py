@@ -296,53 +296,119 @@ ZM ZMB Zambia|Republic of Zambia
 ZW ZWE Zimbabwe|Republic of Zimbabwe
 """
 
-# Local and colloquial names used in CRM data (folded form -> alpha-2).
-_COUNTRY_ALIASES: dict[str, str] = {
-    "america": "us", "unitedstatesofamerica": "us", "us": "us", "usa": "us", "estadosunidos": "us",
-    "etatsunis": "us", "vereinigtestaaten": "us", "amerika": "us",
-    "uk": "gb", "greatbritain": "gb", "britain": "gb", "england": "gb", "scotland": "gb", "wales": "gb",
-    "northernireland": "gb", "unitedkingdomofgreatbritainandnorthernireland": "gb", "grossbritannien": "gb",
-    "royaumeuni": "gb", "reinounido": "gb",
-    "deutschland": "de", "allemagne": "de", "alemania": "de", "alemanha": "de", "brd": "de",
-    "federalrepublicofgermany": "de",
-    "brasil": "br", "bresil": "br", "brasilien": "br",
-    "espana": "es", "espagne": "es", "spanien": "es",
-    "nippon": "jp", "nihon": "jp", "日本": "jp", "日本国": "jp", "japon": "jp", "japao": "jp",
-    "canada": "ca", "kanada": "ca",
-    "francia": "fr", "frankreich": "fr", "republiquefrancaise": "fr", "franca": "fr",
-    "australien": "au", "australie": "au", "oz": "au",
-    "mexico": "mx", "italia": "it", "italien": "it", "italie": "it", "nederland": "nl", "holland": "nl",
-    "thenetherlands": "nl", "belgie": "be", "belgique": "be", "osterreich": "at", "oesterreich": "at",
-    "schweiz": "ch", "suisse": "ch", "svizzera": "ch", "sverige": "se", "norge": "no", "danmark": "dk",
-    "suomi": "fi", "polska": "pl", "eire": "ie", "россия": "ru", "russia": "ru", "中国": "cn", "china": "cn",
-    "prc": "cn", "southkorea": "kr", "korea": "kr", "대한민국": "kr", "한국": "kr", "northkorea": "kp",
-    "taiwan": "tw", "vietnam": "vn", "iran": "ir", "syria": "sy", "laos": "la", "bolivia": "bo",
-    "venezuela": "ve", "tanzania": "tz", "moldova": "md", "czechia": "cz", "czechrepublic": "cz",
-    "turkey": "tr", "turkiye": "tr", "ivorycoast": "ci", "macedonia": "mk", "vatican": "va",
-    "uae": "ae", "emirates": "ae", "hongkong": "hk", "macau": "mo", "macao": "mo", "palestine": "ps",
-    "bharat": "in", "nz": "nz", "aotearoa": "nz",
-}
+# Names CRM exports use besides ISO's: English common names, the names in the languages of the data we see (German,
+# French, Portuguese, Spanish, Italian, Japanese romanized and in kana/kanji, ...), sports codes (IOC/FIFA: GER,
+# NED, SUI...) and abbreviations. "alpha-2 name|name|...", folded at import; an alias never shadows another code.
+_LOCAL_NAMES = """
+us America|Amerika|United States of America|U.S.|U.S.A.|USA|Estados Unidos|Estados Unidos de América|EE.UU.|EEUU|\
+Estados Unidos da América|EUA|E.U.A.|États-Unis|États-Unis d'Amérique|Vereinigte Staaten|\
+Vereinigte Staaten von Amerika|Stati Uniti|Beikoku|Amerika Gasshūkoku|アメリカ|アメリカ合衆国|米国
+gb UK|U.K.|Great Britain|Britain|England|Scotland|Wales|Northern Ireland|ENG|SCO|WAL|Großbritannien|\
+Vereinigtes Königreich|Schottland|Nordirland|Royaume-Uni|Grande-Bretagne|Angleterre|Écosse|Pays de Galles|\
+Irlande du Nord|Reino Unido|Gran Bretaña|Grã-Bretanha|Inglaterra|Escocia|Escócia|Gales|País de Gales|\
+Irlanda del Norte|Irlanda do Norte|Regno Unito|Igirisu|Eikoku|イギリス|英国
+de Deutschland|Bundesrepublik Deutschland|BRD|GER|Allemagne|Alemania|Alemanha|Germania|Doitsu|ドイツ
+fr Frankreich|Francia|França|République française|Furansu|フランス
+br Brasil|Brésil|Brasilien|República Federativa do Brasil|Burajiru|ブラジル
+jp Nippon|Nihon|Nippon-koku|Nihon-koku|Japon|Japão|Giappone|日本|日本国
+es España|Espagne|Spanien|Espanha|Spagna|Supein|スペイン
+ca Kanada|Canadá|カナダ
+au Australien|Australie|Austrália|Ōsutoraria|Oz|オーストラリア
+mx México|Mexiko|Mexique|Messico|メキシコ
+it Italia|Italien|Italie|Itália|Itaria|イタリア
+nl Holland|Nederland|The Netherlands|Niederlande|Pays-Bas|Países Bajos|Países Baixos|Holanda|Hollande|\
+Paesi Bassi|NED|Oranda|オランダ
+pt POR|ポルトガル
+ch Schweiz|Suisse|Svizzera|Suiza|Suíça|SUI|スイス
+at Österreich|Autriche|Áustria|オーストリア
+be Belgien|Belgique|België|Bélgica|Belgio
+ie Irland|Irlande|Irlanda|Éire|Eire|アイルランド
+kr South Korea|Republic of Korea|Korea|Südkorea|Corée du Sud|Corea del Sur|Coreia do Sul|Kankoku|韓国|대한민국|한국
+kp North Korea|Nordkorea|Corée du Nord|Corea del Norte|Coreia do Norte|Kita Chōsen|北朝鮮
+cn China|Chine|Volksrepublik China|PRC|Chūgoku|中国|中華人民共和国
+tw Taiwan|台湾
+hk Hongkong|Hong Kong SAR|香港
+mo Macau|Macao|Macau SAR
+in Indien|Inde|Índia|Bharat
+ru Russia|Russland|Russie|Rusia|Rússia|Россия
+pl Polen|Pologne|Polonia|Polônia|Polska
+se Schweden|Suède|Suecia|Suécia|Svezia|Sverige
+no Norwegen|Norvège|Noruega|Norvegia|Norge
+dk Dänemark|Danemark|Dinamarca|Danimarca|Danmark|DEN
+fi Finnland|Finlande|Finlandia|Finlândia|Suomi
+gr Griechenland|Grèce|Grecia|Grécia|Hellas|GRE
+tr Turkey|Türkei|Turquie|Turquía|Turquia|Turchia|Turkiye
+cz Czech Republic|Tschechien|Tchéquie|Chequia|República Checa|Tchéquia|República Tcheca
+hu Ungarn|Hongrie|Hungría|Hungria|Ungheria
+ro Rumänien|Roumanie|Rumania|Romênia|Roménia
+hr Kroatien|Croatie|Croacia|Croácia|CRO
+lu Luxemburg|Luxemburgo|Lussemburgo
+ar Argentinien|Argentine
+co Kolumbien|Colombie
+cl Chili
+pe Perú|Pérou
+ma Marokko|Maroc|Marruecos|Marrocos|Marocco
+eg Ägypten|Égypte|Egipto|Egito|Egitto
+za Südafrika|Afrique du Sud|Sudáfrica|África do Sul|Sudafrica|RSA
+nz Neuseeland|Nouvelle-Zélande|Nueva Zelanda|Nova Zelândia|Aotearoa|NZ
+ae UAE|U.A.E.|Emirates|Vereinigte Arabische Emirate|Émirats arabes unis|Emiratos Árabes Unidos|\
+Emirados Árabes Unidos
+sa Saudi-Arabien|Arabie saoudite|Arabia Saudita|Arábia Saudita|Saudi
+sg Singapur|Singapour|Cingapura
+id Indonesien|Indonésie
+ph Philippinen|Filipinas
+th Thailand|Thaïlande|Tailandia|Tailândia
+vn Vietnam
+ua Ucrania|Ucrânia
+il Israël
+ir Iran
+sy Syria
+la Laos
+bo Bolivia
+ve Venezuela
+tz Tanzania
+md Moldova
+mk Macedonia
+va Vatican|Vatican City
+ci Ivory Coast|Elfenbeinküste
+ps Palestine
+vi U.S. Virgin Islands|USVI
+"""
+
+
+_UNACCENT = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "þ": "th", "ı": "i"})
 
 
 def fold(text: str) -> str:
-    """Lookup form: lowercase, accents stripped, only letters and digits kept."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
+    """Lookup form: lowercase, accents stripped ("ß" -> "ss"), only letters and digits kept."""
+    decomposed = unicodedata.normalize("NFKD", text.lower().translate(_UNACCENT))
     return "".join(ch for ch in decomposed if ch.isalnum())
 
 
 def _country_lookup() -> dict[str, str]:
     table: dict[str, str] = {}
+    before_comma: dict[str, set[str]] = {}
     for line in _ISO_3166_1.strip().splitlines():
         a2, a3, names = line.split(" ", 2)
         for name in names.split("|"):
             table.setdefault(fold(name), a2.lower())
-            # "Korea, Republic of" / "Bolivia, Plurinational State of": the part before the comma is common.
             if "," in name:
-                table.setdefault(fold(name.split(",")[0]), a2.lower())
+                before_comma.setdefault(fold(name.split(",")[0]), set()).add(a2.lower())
         table[a3.lower()] = a2.lower()
-    for a2 in [line.split(" ", 1)[0] for line in _ISO_3166_1.strip().splitlines()]:
-        table[a2.lower()] = a2.lower()  # codes win over any name that folds the same
-    table.update(_COUNTRY_ALIASES)
+    # "Korea, Republic of" / "Bolivia, Plurinational State of": the part before the comma is common, unless it is
+    # another country's name ("Congo") or shared ("Virgin Islands, British" / "Virgin Islands, U.S.").
+    for name, owners in before_comma.items():
+        if len(owners) == 1:
+            table.setdefault(name, owners.pop())
+    codes = {line.split(" ", 1)[0].lower() for line in _ISO_3166_1.strip().splitlines()}
+    for a2 in codes:
+        table[a2] = a2  # codes win over any name that folds the same
+    for line in _LOCAL_NAMES.strip().splitlines():
+        a2, names = line.split(" ", 1)
+        for name in names.split("|"):
+            key = fold(name)
+            assert a2 in codes and table.get(key, a2) == a2, (name, table.get(key))  # no alias shadows a name
+            table[key] = a2
     return table
 
 

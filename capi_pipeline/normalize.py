@@ -11,11 +11,18 @@ combinations, is rejected. Per-row reasons (`field_reasons`) are built only when
 
 Decisions (README "Choices"):
 - already hashed: a hashed-key value of exactly 64 hex chars passes through lowercased; 32-hex (MD5) is not trusted.
-- external_id: hashed by default over lowercase + whitespace removed (capi-param-builder's convention); with
-  `hash_external_id=False` it is sent trimmed, as given.
+- external_id: hashed by default over lowercase + whitespace removed (capi-param-builder's convention; `hash=False`
+  shows that form unhashed); with `hash_external_id=False` it is sent trimmed, as given.
+- a row's country is its first valid `country` value, else `default_country` (US by default), for ph, st and zp.
+- ph: phonenumbers' reading; a number invalid as written that starts with "00" is read as "+" (see phone.py).
+- st/zp: the country's own form when the value has one (US/CA state codes, US 5-digit zips); otherwise the generic
+  form (lowercase, letters and digits) rather than a drop: the value may belong to a row whose country is missing
+  or wrong ("Greater London" with the default US -> "greaterlondon").
 - US zip: first 5 digits of any ZIP+4 spelling; a 4-digit number is an Excel-eaten leading zero -> left-padded.
-- ct/fn/ln/st keep accented and non-Latin letters (the doc asks for UTF-8; capi-param-builder drops accents).
-- db: two-digit years are dropped (the century is a guess); dates before 1900 or in the future are dropped.
+- ct/fn/ln/st keep accented and non-Latin letters, NFC (the doc asks for UTF-8; capi-param-builder drops accents);
+  full-width Latin letters stay full-width (NFC, not NFKC); zp and ge are NFKC ("１００-０００１", "Ｍ").
+- db: two-digit years are dropped (the century is a guess); dates before 1900 or in the future are dropped; month
+  names in English, German, French, Spanish, Portuguese and Italian; slashed dates follow `dob_order`.
 - madid: the all-zero advertising id (tracking limited) is dropped.
 """
 
@@ -99,12 +106,21 @@ def _alnum(text: str) -> str | None:
     return _NOT_ALNUM.sub("", unicodedata.normalize("NFC", text).lower()) or None
 
 
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))  # soft hyphen, zero-width, BOM
+
+
+def _email(text: str) -> str | None:
+    v = unicodedata.normalize("NFC", text.translate(_INVISIBLE).strip()).lower()
+    return v if _EMAIL.fullmatch(v) else None
+
+
 def normalize_em(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """Email: trim, lowercase; must look like `local@domain.tld` (no spaces) else "invalid_email"."""
+    """Email: trim, lowercase (NFC; invisible zero-width characters and soft hyphens, which copy-paste leaves,
+    removed); must look like `local@domain.tld` (no spaces) else "invalid_email"."""
     def ascii_rule(a: pa.Array) -> pa.Array:
         low = pc.ascii_lower(a)
         return keep_if(low, pc.match_substring_regex(low, f"^[^@{WS}]+@[^@{WS}]+\\.[^@{WS}]+$"))
-    return each(t, ascii_rule, lambda v: v.lower() if _EMAIL.fullmatch(v.lower()) else None)
+    return each(t, ascii_rule, _email)
 
 
 def normalize_name(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
@@ -117,40 +133,75 @@ def normalize_ct(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     return each(t, ascii_letters, _letters)
 
 
+_NORTH_AMERICA = {"us": ("us", "ca"), "ca": ("ca", "us"), None: ("us", "ca")}  # row country -> tables, in order
+
+
 def normalize_st(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """State: US (+DC, PR, GU, VI, AS, MP) and Canadian rows -> 2-letter code from code/name/abbreviation in any
-    case/spacing/accents ("Québec" -> "qc"), unknown -> "invalid_state"; rows of unknown country try the US then the
-    Canadian table; other countries: NFC, lowercase, only letters and digits kept."""
+    """State: rows of the US (+DC, PR, GU, VI, AS, MP), Canada or unknown country -> 2-letter code from a code,
+    name or abbreviation in any case/spacing/accents ("Québec" -> "qc"), looked up in the row country's table then
+    the other one (unknown: US first). Any other value (other countries, or a name neither table knows): NFC,
+    lowercase, only letters and digits kept ("Greater London" -> "greaterlondon"); "invalid_state" only when nothing
+    is left."""
     def one(v: str, region: str | None) -> str | None:
-        if region in ("us", "ca"):
-            return geo.state_lookup(region, geo.fold(v))
-        if region is None:
+        tables = _NORTH_AMERICA.get(region, ())
+        if tables:
             folded = geo.fold(v)
-            return geo.state_lookup("us", folded) or geo.state_lookup("ca", folded) or _alnum(v)
+            for country in tables:
+                if (code := geo.state_lookup(country, folded)) is not None:
+                    return code
         return _alnum(v)
     regs = regions if regions is not None else [None] * len(t.py)
     return np.array([one(v, r) for v, r in zip(t.py, regs)] + [None], dtype=object)[:-1]
 
 
-_US_ZIP = re.compile(r"(\d{5})(?:[\s-]*\d{4})?|(\d{4})")
+def _zip(text: str) -> str | None:
+    """Generic postcode: NFKC (full-width "１００-０００１" is "100-0001"), lowercase, letters and digits only."""
+    return _alnum(unicodedata.normalize("NFKC", text))
+
+
+def _or_generic(a: pa.Array, got: pa.Array, matched: pa.Array) -> np.ndarray:
+    """`got` where `matched`, the generic postcode (ascii_alnum) of the other values."""
+    out = got.to_numpy(zero_copy_only=False).astype(object)
+    other = np.flatnonzero(~matched.to_numpy(zero_copy_only=False))
+    if other.size:
+        out[other] = ascii_alnum(a.take(pa.array(other))).to_numpy(zero_copy_only=False)
+    return out
+
+
+_US_ZIP = re.compile(r"(\d{5})(?:[\s-]*\d{4}|\s*-.*)?|(\d{4})")
+_ZIP4 = re.compile(r"(\d{5})[\s-]+\d{4}")
 
 
 def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """Zip: US rows -> first 5 digits of "94035", "94035-1234", "940351234", "94035 1234"; a 4-digit number had
-    its leading zero eaten by a spreadsheet -> left-padded ("2134" -> "02134"); anything else "invalid_zip".
-    Other countries: lowercase, only letters and digits kept ("M1 1AE" -> "m11ae")."""
+    """Zip: US rows -> first 5 digits of "94035", "94035-1234", "940351234", "94035 1234", "94035-"; a 4-digit
+    number had its leading zero eaten by a spreadsheet -> left-padded ("2134" -> "02134"). Rows of unknown
+    country: a ZIP+4 ("94035-1234") -> its first 5 digits. Anything else (other countries, or a value that is no
+    US zip): NFKC, lowercase, only letters and digits kept ("M1 1AE" -> "m11ae", "１００-０００１" -> "1000001");
+    "invalid_zip" only when nothing is left."""
     def us(v: str) -> str | None:
-        m = _US_ZIP.fullmatch(v)
-        return None if m is None else (m.group(1) or "0" + m.group(2))
+        v = unicodedata.normalize("NFKC", v)
+        m = _US_ZIP.fullmatch(v) if v.isascii() else None
+        return _zip(v) if m is None else (m.group(1) or "0" + m.group(2))
 
-    def us_ascii(a: pa.Array) -> pa.Array:
-        m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}})?|(?P<four>[0-9]{{4}}))$")
+    def us_ascii(a: pa.Array) -> np.ndarray:
+        m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}}|[{WS}]*-.*)?|(?P<four>[0-9]{{4}}))$")
         five, four = m.field("five"), m.field("four")
         got = pc.if_else(pc.greater(pc.binary_length(five), 0), five, pc.binary_join_element_wise("0", four, ""))
-        return keep_if(got, m.is_valid())
+        return _or_generic(a, got, m.is_valid())
+
+    def unknown(v: str) -> str | None:
+        v = unicodedata.normalize("NFKC", v)
+        m = _ZIP4.fullmatch(v) if v.isascii() else None
+        return _zip(v) if m is None else m.group(1)
+
+    def unknown_ascii(a: pa.Array) -> np.ndarray:
+        m = pc.extract_regex(a, f"^(?P<five>[0-9]{{5}})[{WS}-]+[0-9]{{4}}$")
+        return _or_generic(a, m.field("five"), m.is_valid())
     out = np.full(len(t.py), None, dtype=object)
     is_us = np.asarray(regions == "us", dtype=bool) if regions is not None else np.zeros(len(t.py), dtype=bool)
-    for mask, ascii_rule, rule in ((is_us, us_ascii, us), (~is_us, ascii_alnum, _alnum)):
+    is_unknown = np.asarray(pd.isna(regions), dtype=bool) if regions is not None else ~is_us
+    for mask, ascii_rule, rule in ((is_us, us_ascii, us), (is_unknown, unknown_ascii, unknown),
+                                   (~is_us & ~is_unknown, ascii_alnum, _zip)):
         idx = np.flatnonzero(mask)
         if idx.size:
             out[idx] = each(t.take(idx), ascii_rule, rule)
@@ -164,19 +215,21 @@ def normalize_country(t: Texts, regions: np.ndarray | None, options: NormalizeOp
 
 
 _GENDER: dict[str, str] = {w: "m" for w in (
-    "m", "male", "man", "men", "mr", "mister", "boy", "h", "homme", "masculin", "mann", "männlich", "maennlich",
-    "herr", "masculino", "masculina", "hombre", "homem", "varón", "varon", "sr", "senhor", "señor", "maschio",
-    "uomo", "男", "男性", "男子", "남", "남성", "мужской", "м")}
+    "m", "male", "man", "men", "mr", "mister", "boy", "masculine", "masc", "h", "homme", "masculin", "monsieur",
+    "mann", "männlich", "maennlich", "männl", "herr", "masculino", "masculina", "hombre", "homem", "varón", "varon",
+    "sr", "senhor", "señor", "maschio", "uomo", "dansei", "otoko", "男", "男性", "男子", "남", "남성", "мужской", "м")}
 _GENDER.update({w: "f" for w in (
-    "f", "female", "woman", "women", "w", "mrs", "ms", "miss", "girl", "femme", "féminin", "feminin", "frau",
-    "weiblich", "feminino", "feminina", "femenino", "mujer", "mulher", "sra", "srta", "senhora", "señora",
-    "femmina", "donna", "mme", "mlle", "女", "女性", "女子", "여", "여성", "женский", "ж")})
+    "f", "female", "woman", "women", "w", "mrs", "ms", "miss", "girl", "feminine", "fem", "femme", "féminin",
+    "feminin", "madame", "frau", "weiblich", "weibl", "feminino", "feminina", "femenino", "mujer", "mulher", "sra",
+    "srta", "senhora", "señora", "femmina", "donna", "mme", "mlle", "josei", "onna", "女", "女性", "女子", "여", "여성",
+    "женский", "ж")})
 
 
 def normalize_ge(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """Gender: m/f from English, French, German, Portuguese, Spanish, Italian, Japanese, Korean words and titles
-    (any case, trailing dots ignored: "Mrs." -> "f"); anything else "invalid_gender"."""
-    return each(t, None, lambda v: _GENDER.get(unicodedata.normalize("NFC", v).lower().rstrip(".").strip()))
+    """Gender: m/f from English, French, German, Portuguese, Spanish, Italian, Japanese (also romanized), Korean
+    words, abbreviations and titles (any case, trailing dots ignored: "Mrs." -> "f"); anything else
+    "invalid_gender"."""
+    return each(t, None, lambda v: _GENDER.get(unicodedata.normalize("NFKC", v).lower().rstrip(".").strip()))
 
 
 def normalize_db(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
@@ -192,9 +245,10 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalize_external_id(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """external_id: trimmed; when it is going to be hashed, also lowercased with all whitespace removed
-    (capi-param-builder's convention, so web and offline ids agree). Sent as given when not hashed."""
-    if options.hash and options.hash_external_id:
+    """external_id: trimmed; with `hash_external_id` (the default) also lowercased with all whitespace removed
+    (capi-param-builder's convention, so web and offline ids agree) - also when nothing is hashed (`hash=False`
+    shows what would be hashed). With `hash_external_id=False` it is sent as given."""
+    if options.hash_external_id:
         return each(t, lambda a: non_empty(pc.replace_substring_regex(pc.ascii_lower(a), f"[{WS}]+", "")),
                      lambda v: _SPACE.sub("", v.lower()) or None)
     return t.py.copy()

@@ -6,8 +6,13 @@ spaces, dots, dashes, slashes and brackets, an optional leading "+" — when the
 JP or AU and the country code is one of theirs. Every rule is read from phonenumbers' own metadata: international
 (IDD) prefix, country code stripping, national prefix for parsing (and its transform rule), possible lengths,
 per-type patterns, and the region order of shared country codes (NANP +1, +44, +61). Anything else (letters,
-extensions, "tel:" URIs, other regions or country codes) goes through phonenumbers itself (`phone_reference`).
+extensions, "tel:" URIs, other regions or country codes) goes through phonenumbers itself (`_phonenumbers`).
 tests/test_phone_fastpath.py proves the replay equal to phonenumbers on hypothesis-generated and seeded numbers.
+
+One rule on top of phonenumbers (`phone_reference` states it): a number that is not valid as written and starts
+with "00" (no "+") is read again as "+" and what follows. "00" is the ITU international prefix, dialled from most
+countries, but phonenumbers honours only the row region's own prefix (011 in the US, 010 in Japan, 0011 in
+Australia...), so a US row's "001-323-656-9083" would otherwise be lost. Numbers valid as written keep that reading.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers.phonenumberutil import ValidationResult, _test_number_length
+
+from capi_pipeline.columns import SPACE_CLASS
 
 __all__ = ["phone_e164", "phone_e164_coded", "phone_reference"]
 
@@ -381,7 +388,25 @@ def _fast(raws: Sequence[str], region_codes: np.ndarray, region_names: Sequence[
 
 
 # --------------------------------------------------------------------------------------------------- public
+_INTL_00 = re.compile(r"[\s(]*00")  # "00" + country code, with no "+" before it
+_INTL_00_RE2 = f"^(?:{SPACE_CLASS}|\\()*00"  # the same for RE2, whose \s is narrower
+
+
+def _intl_00(raw: str) -> str | None:
+    """"+" and the rest of a raw number that starts with the "00" international prefix; None otherwise."""
+    m = _INTL_00.match(raw)
+    return None if m is None else "+" + raw[m.end():]
+
+
 def phone_reference(raw: str, region: str | None) -> str | None:
+    """The rule, one number at a time: phonenumbers, then the "00" international prefix (module docstring)."""
+    got = _phonenumbers(raw, region)
+    if got is None and (again := _intl_00(raw)) is not None:
+        got = _phonenumbers(again, region)
+    return got
+
+
+def _phonenumbers(raw: str, region: str | None) -> str | None:
     """Pure phonenumbers: parse with the region, keep only valid numbers, E.164 without "+"."""
     try:
         number = phonenumbers.parse(raw, region.upper() if region else None)
@@ -410,10 +435,30 @@ def phone_e164_coded(raws: Sequence[str], region_codes: np.ndarray, region_names
                      arrow: pa.Array | None = None) -> tuple[np.ndarray, int]:
     """`phone_e164` for pairs given as (raws[i], region_names[region_codes[i]]): an object array, slow count."""
     ups = [r.upper() if r else None for r in region_names]
+    raw = arrow if arrow is not None else pa.array(raws, type=pa.string())
+    codes = np.asarray(region_codes, dtype=np.int64)
+    intl = np.flatnonzero(_np(pc.match_substring_regex(raw, _INTL_00_RE2)))
+    if intl.size == 0:
+        return _phonenumbers_coded(raws, codes, ups, raw)
+    # the "00" reading of those numbers goes through the same single pass; it is used where the first fails
+    again = pc.replace_substring_regex(_take(raw, intl), _INTL_00_RE2, "+", max_replacements=1)
+    n = len(raw)
+    out, slow = _phonenumbers_coded(
+        np.concatenate([np.asarray(raws, dtype=object), again.to_numpy(zero_copy_only=False)]),
+        np.concatenate([codes, codes[intl]]), ups, pa.concat_arrays([raw, again]))
+    first, second = out[:n], out[n:]
+    use = np.equal(first[intl], None)
+    first[intl[use]] = second[use]
+    return first, slow
+
+
+def _phonenumbers_coded(raws: Sequence[str], region_codes: np.ndarray, ups: Sequence[str | None],
+                        arrow: pa.Array | None = None) -> tuple[np.ndarray, int]:
+    """`_phonenumbers` for every pair: the fast path, phonenumbers itself for the pairs it does not cover."""
     out, slow = _fast(raws, region_codes, ups, arrow)
     todo = np.flatnonzero(slow).tolist()
     for i in todo:
-        out[i] = phone_reference(raws[i], ups[region_codes[i]])
+        out[i] = _phonenumbers(raws[i], ups[region_codes[i]])
     return out, len(todo)
 
 

@@ -92,9 +92,10 @@ def test_phone_golden(value, country, expected):
 @pytest.mark.parametrize("value, country, expected", [
     ("California", "us", "ca"), ("CA", "us", "ca"), ("calif.", "us", "ca"), (" new  york ", "us", "ny"),
     ("District of Columbia", "us", "dc"), ("Puerto Rico", "us", "pr"), ("GU", "us", "gu"), ("Québec", "ca", "qc"),
-    ("Ontario", "ca", "on"), ("BC", "ca", "bc"), ("Bavaria", "us", None), ("Bayern", "de", "bayern"),
+    ("Ontario", "ca", "on"), ("BC", "ca", "bc"), ("Bavaria", "us", "bavaria"), ("Bayern", "de", "bayern"),
     ("Île-de-France", "fr", "îledefrance"), ("N.S.W.", "au", "nsw"), ("Texas", None, "tx"), ("Alberta", None, "ab"),
-    ("Wash.", "us", "wa"),
+    ("Wash.", "us", "wa"), ("Greater London", None, "greaterlondon"), ("ON", None, "on"), ("SP", None, "sp"),
+    ("England", None, "england"), ("Québec", None, "qc"), ("...", "us", None), ("-", None, None),
 ])
 def test_state_golden(value, country, expected):
     assert one("st", value, country, NormalizeOptions(hash=False, default_country=None))[0] == expected
@@ -103,9 +104,11 @@ def test_state_golden(value, country, expected):
 @pytest.mark.parametrize("value, country, expected", [
     ("94035-1234", "us", "94035"), ("940351234", "us", "94035"), ("94035 1234", "us", "94035"),
     (" 94035", "us", "94035"), ("2134", "us", "02134"), (2134, "us", "02134"), (94035.0, "us", "94035"),
-    ("123", "us", None), ("9403", "us", "09403"), ("ABCDE", "us", None), ("M1 1AE", "gb", "m11ae"),
+    ("123", "us", "123"), ("9403", "us", "09403"), ("ABCDE", "us", "abcde"), ("M1 1AE", "gb", "m11ae"),
     ("K1A 0B1", "ca", "k1a0b1"), ("75018", "fr", "75018"), ("01310-100", "br", "01310100"),
-    ("100-0001", "jp", "1000001"), ("2000", "au", "2000"), ("94035", None, "94035"),
+    ("100-0001", "jp", "1000001"), ("2000", "au", "2000"), ("94035", None, "94035"), ("94035-1234", None, "94035"),
+    ("94035-12", "us", "94035"), ("SW1A 1AA", "us", "sw1a1aa"), ("01310-100", "us", "01310"),
+    ("--", "us", None),
 ])
 def test_zip_golden(value, country, expected):
     assert one("zp", value, country)[0] == expected
@@ -292,8 +295,12 @@ def test_py_space_is_str_isspace():
 
 _ASCII = st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=24)
 _SHAPED = st.from_regex(r"[ \t\x0b\x1c]?[0-9a-zA-Z@._/ :\-]{0,20}[ \x1f]?", fullmatch=True)
-_DATES = st.from_regex(r"\d{1,4}[-/. ]?\d{1,2}[-/. ]?\d{1,4}( \d\d:\d\d)?|\d{1,2} [A-Za-z]{3,9}\.? ?,?\d{4}|"
-                       r"[A-Za-z]{3,9}\.? \d{1,2}(st|nd|rd|th)?,? \d{4}", fullmatch=True).filter(str.isascii)
+_MONTH_WORDS = "(feb|february|februar|fevrier|febrero|fevereiro|de|mai|sept|okt|dez|xyz|[A-Za-z]{3,9})"
+_DATES = st.from_regex(r"\d{1,4}[-/. ]?\d{1,2}[-/. ]?\d{1,4}( \d{1,2}:\d\d(:\d\d)?( [AaPp][Mm])?)?|"
+                       r"\d{1,2} [A-Za-z]{3,9}\.? ?,?\d{4}|[A-Za-z]{3,9}\.? \d{1,2}(st|nd|rd|th)?,? \d{4}|"
+                       rf"\d{{1,2}}(st|nd|rd|th|er|\.)?[ -](de )?{_MONTH_WORDS}\.?( de)?[ ,-]*\d{{4}}|"
+                       rf"{_MONTH_WORDS}\.?[ -]\d{{1,2}}(st|nd|rd|th)?,?[ -]\d{{4}}",
+                       fullmatch=True).filter(str.isascii)
 
 
 @settings(max_examples=400, deadline=None)

@@ -1,4 +1,5 @@
-"""The phone fast path must give exactly what phonenumbers gives (same digits, same drop/keep)."""
+"""The phone fast path must give exactly what phonenumbers gives (same digits, same drop/keep); the whole rule
+(`phone_e164`) must give what `phone_reference` gives: phonenumbers, then the "00" international prefix."""
 from __future__ import annotations
 
 import random
@@ -7,7 +8,7 @@ import phonenumbers
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from capi_pipeline.phone import _SLOW, _phone_fast, _phone_fast_many, phone_e164, phone_reference
+from capi_pipeline.phone import _SLOW, _phone_fast, _phone_fast_many, _phonenumbers, phone_e164, phone_reference
 
 REGIONS = ["US", "CA", "GB", "DE", "FR", "BR", "JP", "AU"]
 TYPES = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
@@ -42,7 +43,7 @@ def test_fast_path_equals_phonenumbers(pair):
     raw, region = pair
     got = _phone_fast(raw, region)
     if got is not _SLOW:
-        assert got == phone_reference(raw, region)
+        assert got == _phonenumbers(raw, region)
 
 
 @settings(max_examples=700, deadline=None, suppress_health_check=list(HealthCheck))
@@ -50,7 +51,7 @@ def test_fast_path_equals_phonenumbers(pair):
 def test_fast_path_equals_phonenumbers_on_noise(raw, region):
     got = _phone_fast(raw, region)
     if got is not _SLOW:
-        assert got == phone_reference(raw, region)
+        assert got == _phonenumbers(raw, region)
 
 
 def test_fast_path_covers_common_shapes():
@@ -64,7 +65,7 @@ def test_fast_path_covers_common_shapes():
     for raw, region in shapes:
         got = _phone_fast(raw, region)
         assert got is not _SLOW, raw
-        assert got == phone_reference(raw, region), raw
+        assert got == _phonenumbers(raw, region), raw
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -101,5 +102,39 @@ def test_fast_path_equals_phonenumbers_bulk():
     for (s, region), got in zip(cases, _phone_fast_many([c[0] for c in cases], [c[1] for c in cases])):
         if got is not _SLOW:
             checked += 1
-            assert got == phone_reference(s, region), (s, region)
+            assert got == _phonenumbers(s, region), (s, region)
     assert checked > 5000
+
+
+@pytest.mark.parametrize("raw, region, expected", [
+    ("001-323-656-9083", "US", "13236569083"), ("011-1-323-656-9083", "US", "13236569083"),
+    ("00 1 (323) 656-9083", "CA", "13236569083"), ("001 323 656 9083", None, "13236569083"),
+    ("+1 (323) 656-9083", "US", "13236569083"), ("1-323-656-9083", "US", "13236569083"),
+    ("(323) 656-9083 ext. 12", "US", "13236569083"), ("323.656.9083 x12", "US", "13236569083"),
+    ("001-323-656-9083 x12", "US", "13236569083"), ("0044 20 7946 0958", "US", "442079460958"),
+    ("011 44 20 7946 0958", "US", "442079460958"), ("0044 (0)20 7946 0958", "DE", "442079460958"),
+    ("0081 3-1234-5678", "JP", "81312345678"), ("010 81 3-1234-5678", "JP", "81312345678"),
+    ("0055 11 91234-5678", "BR", "5511912345678"), ("0061 2 9876 5432", "AU", "61298765432"),
+    ("0011 61 2 9876 5432", "AU", "61298765432"), ("00 49 30 12345678", "FR", "493012345678"),
+    ("001-555-555-5555", "US", None), ("00", "US", None), ("0012", "US", None), ("+001 323 656 9083", "US", None),
+])
+def test_international_prefix_00(raw, region, expected):
+    assert phone_reference(raw, region) == expected
+    assert phone_e164([raw], [region])[0] == [expected]
+
+
+def test_whole_rule_equals_reference_bulk():
+    """phone_e164 (fast path + phonenumbers + the 00 retry) against phone_reference, one number at a time."""
+    rng = random.Random(11)
+    cases = []
+    for _ in range(4000):
+        src, ex = rng.choice(_EXAMPLES)
+        nsn = phonenumbers.national_significant_number(ex)
+        if rng.random() < 0.3:
+            nsn = nsn[:-1] + str(rng.randrange(10))
+        form = rng.choice(["00{cc}{n}", "00 {cc} {n}", "011{cc}{n}", "(00{cc}) {n}", "00{cc}0{n}", "{n}", "0{n}"])
+        s = form.format(cc=ex.country_code, n=nsn)
+        cases.append((s, rng.choice(REGIONS + [None, "MX"])))
+    out, _ = phone_e164([c[0] for c in cases], [c[1] for c in cases])
+    assert out == [phone_reference(s, r) for s, r in cases]
+    assert sum(o is not None for o in out) > 1000
