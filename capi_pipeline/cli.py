@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="output file (.parquet or .csv)")
     s.add_argument("--no-hash", action="store_true", help="normalized but not hashed")
     s.add_argument("--default-country", metavar="CC", default="US",
-                   help="ISO alpha-2 country for rows without one (default US)")
+                   help="ISO alpha-2 country for rows without one (default US; 'none': no default)")
     s.add_argument("--dob-order", choices=("mdy", "dmy"), default="mdy",
                    help="order of ambiguous slashed dates of birth (default mdy)")
 
@@ -170,7 +170,7 @@ def _cmd_normalize(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise ConfigurationError(f"{args.input}: no such file")
     rows = pipeline.normalize_file(args.input, args.out, hash=not args.no_hash,
-                                   default_country=args.default_country, dob_order=args.dob_order)
+                                   default_country=_default_country(args.default_country), dob_order=args.dob_order)
     print(f"normalized {rows} rows -> {args.out}")
     return 0
 
@@ -215,6 +215,11 @@ def _print_summary(name: str, result: Any, seconds: float | None = None) -> None
     print(f"  report: {result.report_path}")
     if result.stats.quarantine_file:
         print(f"  quarantine: {result.stats.quarantine_file}")
+
+
+def _default_country(text: str) -> str | None:
+    """`--default-country none` (or an empty value): rows without a country get none."""
+    return None if text.strip().lower() in ("", "none") else text.strip()
 
 
 class _ProgressBar:

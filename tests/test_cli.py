@@ -91,3 +91,10 @@ def test_progress_bar_shows_batches_and_rate(capsys: pytest.CaptureFixture[str])
     line = capsys.readouterr().err
     assert "delivered     2,000 events" in line and "2,000 ev/s" in line and "batches      2/3" in line
     assert "failed 1" in line and "skipped 5" in line
+
+
+@pytest.mark.parametrize(("given", "expected"), [("US", "US"), ("gb ", "gb"), ("none", None), ("NONE", None), ("", None)])
+def test_default_country_none_means_no_default(given: str, expected: str | None) -> None:
+    from capi_pipeline.cli import _default_country
+
+    assert _default_country(given) == expected
