@@ -130,9 +130,11 @@ class SandboxProcess:
     `with SandboxProcess(latency_ms=50) as sb: sb.url, sb.stats()` (stats as `Sandbox.stats()` returns them).
     """
 
-    def __init__(self, latency_ms: float = 0, *, null_sink: bool = False, start_timeout_s: float = 120) -> None:
+    def __init__(self, latency_ms: float = 0, *, null_sink: bool = False, keys_only: bool = False,
+                 start_timeout_s: float = 120) -> None:
         self.latency_ms = latency_ms
         self.null_sink = null_sink
+        self.keys_only = keys_only
         self.start_timeout_s = start_timeout_s
         self.url = ""
         self._proc: Any = None
@@ -142,6 +144,8 @@ class SandboxProcess:
         import threading
 
         cmd = [sys.executable, "-m", "capi_pipeline", "sandbox", "--port", "0", "--latency-ms", str(self.latency_ms)]
+        if self.keys_only:
+            cmd.append("--keys-only")
         if self.null_sink:
             cmd = [sys.executable, str(Path(__file__).resolve()), "null-sink"]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

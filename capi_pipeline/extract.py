@@ -10,6 +10,7 @@ import glob
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -50,11 +51,28 @@ def display_name(path: Path, base: Path) -> str:
 def read_chunks(path: Path, fmt: str, batch_rows: int, *, name: str | None = None) -> Iterator[Chunk]:
     """Stream a file as chunks of at most `batch_rows` rows; memory stays bounded by the chunk size."""
     label = name or str(path)
+    for first, data in read_raw(path, fmt, batch_rows, name=label):
+        try:
+            frame = to_frame(data)
+        except Exception as exc:
+            if type(exc).__module__.startswith("pyarrow") or isinstance(exc, (ValueError, TypeError)):
+                raise InputError(f"{label}: cannot read as {fmt} (rule: readable_file; {type(exc).__name__})") from None
+            raise
+        yield Chunk(file=label, first_row=first, frame=frame)
+
+
+def read_raw(path: Path, fmt: str, batch_rows: int, *, name: str | None = None) -> Iterator[tuple[int, Any]]:
+    """`(first_row, data)` per chunk, `data` still as read: an Arrow RecordBatch (parquet) or a DataFrame.
+
+    Same chunks and row numbers as `read_chunks`; a RecordBatch is cheap to hand to another process, and
+    `to_frame` turns either into the chunk's frame.
+    """
+    label = name or str(path)
     first = 1
     try:
-        for frame in _frames(path, fmt, batch_rows):
-            yield Chunk(file=label, first_row=first, frame=frame.reset_index(drop=True))
-            first += len(frame)
+        for data in _frames(path, fmt, batch_rows):
+            yield first, data
+            first += data.num_rows if hasattr(data, "num_rows") else len(data)
     except InputError:
         raise
     except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, ImportError) as exc:
@@ -63,6 +81,12 @@ def read_chunks(path: Path, fmt: str, batch_rows: int, *, name: str | None = Non
         if type(exc).__module__.startswith("pyarrow"):
             raise InputError(f"{label}: cannot read as {fmt} (rule: readable_file; {type(exc).__name__})") from None
         raise
+
+
+def to_frame(data: Any) -> pd.DataFrame:
+    """The pandas frame of one `read_raw` chunk (index 0..n-1)."""
+    frame = data.to_pandas() if hasattr(data, "num_rows") else data
+    return frame.reset_index(drop=True)
 
 
 def count_rows(path: Path, fmt: str) -> int | None:
@@ -85,8 +109,7 @@ def _frames(path: Path, fmt: str, batch_rows: int) -> Iterator[pd.DataFrame]:
         if pf.metadata.num_rows == 0:
             yield pf.schema_arrow.empty_table().to_pandas()
             return
-        for batch in pf.iter_batches(batch_size=batch_rows):
-            yield batch.to_pandas()
+        yield from pf.iter_batches(batch_size=batch_rows)
     elif fmt == "csv":
         # Every CSV cell is text: types are the contract's and the mapping's business, not the reader's guess.
         reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=batch_rows,

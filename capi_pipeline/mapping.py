@@ -10,6 +10,11 @@ configured time zone; timestamp columns likewise. Anything else becomes <NA> and
 event_id: the configured column, or the non-empty values of the configured key columns joined with ":"
 (e.g. `keys: [order_id, item_number]` -> "S12-20261122-5:2"). Never derived from the clock or the attempt, so
 re-runs and retries send the same ids and Meta's deduplication (event_name + event_id) absorbs repeats.
+
+Speed: text columns are trimmed with Arrow kernels (Python's own whitespace set for object columns, as
+`str.strip()` would), JSON cells are parsed once per distinct text with orjson (the standard library's `json`
+for the few texts orjson reads differently), and the common ISO-8601 spellings of event_time are computed
+column-wise; other spellings keep the general pandas path.
 """
 
 from __future__ import annotations
@@ -18,13 +23,23 @@ import json
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from capi_pipeline.columns import PY_SPACE
 from capi_pipeline.config import FieldSource, PipelineConfig
 
 __all__ = ["to_canonical", "user_data_columns", "parse_event_time"]
 
 _TZ_SUFFIX = r"(?:[Zz]|[+-]\d{2}:?\d{2})$"
+# The ISO-8601 spellings computed column-wise: date, "T" or " ", time to the second, then "Z", an offset or
+# nothing (naive). Anything else (fractions, no seconds, lower-case "z", odd ranges) takes the pandas path.
+_ISO_FAST = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[+-][0-9]{2}:[0-9]{2})?$"
+# orjson reads integers beyond 64 bits as floats where `json` keeps ints; such texts go to `json`.
+_LONG_DIGITS = r"[0-9]{19}"
+_TEXT = pa.large_string()
 
 
 def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_row: int) -> pd.DataFrame:
@@ -55,11 +70,10 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
         out[key] = pd.Series(default, index=range(n), dtype=object) if col is None else \
             pd.Series(col, index=range(n), dtype=object).where(pd.notna(col), default)
     out["event_id"] = _event_id(frame, cfg, out.get("event_id"), n)
-    canon = pd.DataFrame(out, index=pd.RangeIndex(n))
     for col in ("event_name", "action_source"):
-        if col in canon:
-            canon[col] = _as_text(canon[col])
-    return canon
+        if col in out:
+            out[col] = _as_text(out[col])
+    return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 
 def user_data_columns(canon: pd.DataFrame) -> list[tuple[str, str]]:
@@ -74,14 +88,34 @@ def user_data_columns(canon: pd.DataFrame) -> list[tuple[str, str]]:
 def parse_event_time(values: pd.Series, unit: str, timezone: str) -> pd.Series:
     """Any supported event_time representation -> Int64 Unix seconds (<NA> when unparseable)."""
     n = len(values)
-    result = pd.Series(pd.array([pd.NA] * n, dtype="Int64"))
     if n == 0:
-        return result
+        return pd.Series(pd.array([], dtype="Int64"))
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return _from_datetimes(values, timezone)
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         return _from_numbers(pd.to_numeric(values, errors="coerce"), unit)
-    text = _as_text(values)
+    text = _text_arrow(values)
+    secs = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    fast = pc.fill_null(pc.match_substring_regex(text, _ISO_FAST), False).to_numpy(zero_copy_only=False)
+    if fast.any():
+        at = np.flatnonzero(fast)
+        got, ok = _from_iso_fast(text, at, timezone)
+        secs[at[ok]] = got[ok]
+        done[at[ok]] = True
+    rest = ~done & pc.is_valid(text).to_numpy(zero_copy_only=False)
+    if rest.any():
+        at = np.flatnonzero(rest)
+        got = _from_text(pd.Series(text.take(pa.array(at)).to_numpy(zero_copy_only=False), dtype=object), unit,
+                         timezone)
+        secs[at] = got.fillna(0).to_numpy(dtype=np.int64)
+        done[at] = got.notna().to_numpy()
+    return pd.Series(pd.arrays.IntegerArray(secs, ~done))
+
+
+def _from_text(text: pd.Series, unit: str, timezone: str) -> pd.Series:
+    """The general path for trimmed, non-empty texts: numbers, then any ISO-8601 spelling pandas reads."""
+    result = pd.Series(pd.array([pd.NA] * len(text), dtype="Int64"))
     numeric = text.str.fullmatch(r"-?\d+(?:\.0+)?", na=False)
     if numeric.any():
         result[numeric] = _from_numbers(pd.to_numeric(text[numeric], errors="coerce"), unit)[numeric]
@@ -89,6 +123,48 @@ def parse_event_time(values: pd.Series, unit: str, timezone: str) -> pd.Series:
     if rest.any():
         result[rest] = _from_iso(text[rest], timezone)
     return result
+
+
+def _from_iso_fast(text: pa.Array, at: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows `at` of `text`, which match `_ISO_FAST` -> (Unix seconds, valid); invalid ones (month 13, 25:00...)
+    go the pandas way.
+
+    The matched texts are ASCII with fixed positions, so each digit is read straight from Arrow's buffers.
+    """
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset:text.offset + len(text) + 1]
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
+    start = offsets[at]
+    length = offsets[at + 1] - start
+
+    def number(pos: int, width: int, where: np.ndarray | None = None) -> np.ndarray:
+        first = start + pos if where is None else np.where(where, start + pos, 0)
+        value = np.zeros(len(at), dtype=np.int64)
+        for k in range(width):
+            value = value * 10 + data[first + k] - 48
+        return value if where is None else np.where(where, value, 0)
+
+    year, month, day = number(0, 4), number(5, 2), number(8, 2)
+    hour, minute, second = number(11, 2), number(14, 2), number(17, 2)
+    months = (year - 1970) * 12 + (month - 1)
+    first = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    month_days = (months + 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - first
+    ok = ((year >= 1970) & (year <= 2200) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+          & (hour < 24) & (minute < 60) & (second < 60))
+    secs = (first + day - 1) * 86_400 + hour * 3_600 + minute * 60 + second
+    offset = length == 25  # "+hh:mm" / "-hh:mm"; length 20 is "Z", 19 naive
+    if offset.any():
+        sign = np.where(data[np.where(offset, start + 19, 0)] == ord("-"), -1, 1)
+        off_h, off_m = number(20, 2, offset), number(23, 2, offset)
+        ok &= ~offset | ((off_h < 24) & (off_m < 60))
+        secs -= np.where(offset, sign * (off_h * 3_600 + off_m * 60), 0)
+    naive = (length == 19) & ok
+    if naive.any():
+        local = pd.Series(secs[naive].astype("datetime64[s]"))
+        utc = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+        known = utc.notna().to_numpy()
+        ok[naive] = known
+        secs[naive] = np.where(known, utc.dt.tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64), 0)
+    return secs, ok
 
 
 def _from_numbers(nums: pd.Series, unit: str) -> pd.Series:
@@ -144,11 +220,51 @@ def _single(frame: pd.DataFrame, src: FieldSource, n: int) -> pd.Series:
 def _as_text(values: Any) -> pd.Series:
     """Object Series of stripped, non-empty str or None (whole floats rendered without ".0")."""
     s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
-    if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
-        t = s.str.strip()
-        t = t.where(t.str.len() > 0)
-        return pd.Series(t.to_numpy(dtype=object, na_value=None), index=s.index, dtype=object)
-    return pd.Series([_text(v) for v in s.tolist()], index=s.index, dtype=object)
+    arrow = _arrow_text(s)
+    if arrow is None:
+        return pd.Series([_text(v) for v in s.tolist()], index=s.index, dtype=object)
+    return pd.Series(arrow.to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+
+
+def _text_arrow(values: pd.Series) -> pa.Array:
+    """`_as_text` as an Arrow array (null: missing)."""
+    arrow = _arrow_text(values)
+    if arrow is None:
+        arrow = pa.array([_text(v) for v in values.tolist()], type=_TEXT)
+    return arrow
+
+
+def _arrow_text(s: pd.Series) -> pa.Array | None:
+    """Trimmed, non-empty texts (null: missing) when the column holds only text, else None (per-cell path).
+
+    Trimming follows what the column's own `.str.strip()` does: Arrow's Unicode whitespace for Arrow-backed
+    strings, Python's `str.isspace()` set otherwise.
+    """
+    dtype = s.dtype
+    if isinstance(dtype, pd.StringDtype):
+        arrow = pa.array(s.array)
+        trimmed = pc.utf8_trim_whitespace(arrow) if dtype.storage == "pyarrow" else pc.utf8_trim(arrow, PY_SPACE)
+    elif dtype == object and pd.api.types.infer_dtype(s.to_numpy(), skipna=True) in ("string", "empty"):
+        arrow = pa.array(s.to_numpy(), type=_TEXT, from_pandas=True)
+        trimmed = pc.utf8_trim(arrow, PY_SPACE)
+    else:
+        return _int_text(s)
+    if isinstance(trimmed, pa.ChunkedArray):
+        trimmed = trimmed.combine_chunks()
+    if trimmed.type != _TEXT:
+        trimmed = trimmed.cast(_TEXT)
+    return pc.if_else(pc.greater(pc.binary_length(trimmed), 0), trimmed, pa.scalar(None, _TEXT))
+
+
+def _int_text(s: pd.Series) -> pa.Array | None:
+    """Integer columns as decimal text (what `str(int)` gives); None for any other dtype."""
+    if s.dtype.kind not in "iu":
+        return None
+    ints = s.array if isinstance(s.dtype, pd.api.extensions.ExtensionDtype) else s.to_numpy()
+    arrow = pa.array(ints)
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    return pc.cast(arrow, _TEXT)
 
 
 def _text(v: Any) -> str | None:
@@ -198,19 +314,68 @@ def _to_bool(v: Any) -> bool | None:
 
 
 def _parse_json(values: pd.Series) -> pd.Series:
-    cache: dict[str, Any] = {}
+    """JSON text cells -> parsed values, once per distinct text; unparseable text -> None, other cells as given."""
+    arrow = _raw_text(values)
+    if arrow is not None:
+        encoded = pc.dictionary_encode(arrow)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        parsed = np.empty(len(encoded.dictionary) + 1, dtype=object)  # the extra slot: missing cells -> None
+        parsed[:-1] = _loads(encoded.dictionary)
+        return pd.Series(parsed[codes], index=values.index, dtype=object)
+    try:
+        codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # unhashable cells (lists): nothing to parse, keep them as given
+        return pd.Series([_json_cell(v) for v in values.tolist()], index=values.index, dtype=object)
+    parsed = np.empty(len(distinct) + 1, dtype=object)
+    parsed[:-1] = [_json_cell(v) for v in np.asarray(distinct, dtype=object).tolist()]
+    return pd.Series(parsed[codes], index=values.index, dtype=object)
 
-    def parse(v: Any) -> Any:
-        if not isinstance(v, str):
-            return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-        if v not in cache:
-            try:
-                cache[v] = json.loads(v)
-            except ValueError:
-                cache[v] = None
-        return cache[v]
 
-    return values.map(parse).astype(object)
+def _raw_text(s: pd.Series) -> pa.Array | None:
+    """The column as Arrow text, untrimmed (null: missing), when it holds only text; else None."""
+    if isinstance(s.dtype, pd.StringDtype):
+        arrow = pa.array(s.array)
+    elif s.dtype == object and pd.api.types.infer_dtype(s.to_numpy(), skipna=True) in ("string", "empty"):
+        arrow = pa.array(s.to_numpy(), type=_TEXT, from_pandas=True)
+    else:
+        return None
+    return arrow.combine_chunks() if isinstance(arrow, pa.ChunkedArray) else arrow
+
+
+def _loads(texts: pa.Array) -> list[Any]:
+    """json.loads of each text (None when invalid), at orjson's speed where both read a text alike."""
+    long = pc.fill_null(pc.match_substring_regex(texts, _LONG_DIGITS), False).to_numpy(zero_copy_only=False)
+    if long.any():
+        result = np.empty(len(texts), dtype=object)
+        fast = np.flatnonzero(~long)
+        result[fast] = _loads(texts.take(pa.array(fast))) if len(fast) else []
+        for i in np.flatnonzero(long):
+            result[i] = _json_loads(texts[int(i)].as_py())
+        return result.tolist()
+    strings = texts.to_pylist()
+    out: list[Any] = []
+    rest = iter(strings)
+    while True:
+        try:
+            # list.extend keeps what map yielded before an exception: the failing text is strings[len(out)]
+            out.extend(map(orjson.loads, rest))
+            return out
+        except orjson.JSONDecodeError:
+            out.append(_json_loads(strings[len(out)]))
+
+
+def _json_loads(text: str) -> Any:
+    """The reference reading (`json`: NaN, lone surrogates, big integers), None when invalid."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _json_cell(v: Any) -> Any:
+    if not isinstance(v, str):
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+    return _json_loads(v)
 
 
 def _extinfo(frame: pd.DataFrame, src: FieldSource, n: int) -> pd.Series:
@@ -233,6 +398,12 @@ def _event_id(frame: pd.DataFrame, cfg: PipelineConfig, mapped: Any, n: int) -> 
         return _as_text(mapped)
     if cfg.event_id.column:
         return _as_text(frame[cfg.event_id.column])
-    parts = [_as_text(frame[k]).tolist() for k in cfg.event_id.keys]
-    ids = [":".join(p for p in row if p) or None for row in zip(*parts)] if parts else [None] * n
-    return pd.Series(ids, dtype=object)
+    if not cfg.event_id.keys:
+        return pd.Series([None] * n, dtype=object)
+    ids = None
+    sep = pa.scalar(":", _TEXT)
+    for k in cfg.event_id.keys:
+        part = _text_arrow(frame[k])
+        # joined where both are present, else whichever is
+        ids = part if ids is None else pc.coalesce(pc.binary_join_element_wise(ids, part, sep), ids, part)
+    return pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["REPORT_SCHEMA_VERSION", "QUARANTINE_FIELDS", "RunStats", "QuarantineWriter", "write_json",
            "read_json", "atomic_write_text", "AGE_BUCKETS_H"]
 
@@ -60,15 +62,16 @@ class RunStats:
         self.rejected_by_rule[rule] += rows
         self.rejected_by_stage[stage] += rows
 
-    def add_event_ages(self, ages_s: list[int]) -> None:
-        for age in ages_s:
-            hours = age / 3600
-            for bound in AGE_BUCKETS_H:
-                if hours <= bound:
-                    self.event_age_hours[f"<={bound}h"] += 1
-                    break
-            else:
-                self.event_age_hours["older"] += 1
+    def add_event_ages(self, ages_s: Any) -> None:
+        """Count event ages (seconds, any sequence or array) into the `<=Nh` / `older` buckets."""
+        hours = np.asarray(ages_s, dtype=np.float64) / 3600
+        if not hours.size:
+            return
+        # bucket i holds ages <= AGE_BUCKETS_H[i] and > the bound before it; len(AGE_BUCKETS_H) is "older"
+        where = np.searchsorted(np.asarray(AGE_BUCKETS_H, dtype=np.float64), hours, side="left")
+        for i, n in enumerate(np.bincount(where, minlength=len(AGE_BUCKETS_H) + 1).tolist()):
+            if n:
+                self.event_age_hours[f"<={AGE_BUCKETS_H[i]}h" if i < len(AGE_BUCKETS_H) else "older"] += n
 
     @property
     def rows_rejected(self) -> int:

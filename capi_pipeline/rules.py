@@ -159,11 +159,24 @@ def check_rows(canon: pd.DataFrame, *, now: int, settings: RuleSettings = RuleSe
     rules = RULE_ORDER
     masks: dict[str, np.ndarray] = {}
     fields: dict[str, str] = {}
+    texts: dict[str, pd.Series] = {}
 
-    event_name = _text(canon, "event_name")
-    masks["missing_event_name"] = _missing(canon, "event_name")
+    def text(name: str) -> pd.Series:
+        if name not in texts:
+            texts[name] = _text(canon, name)
+        return texts[name]
+
+    def missing(name: str) -> np.ndarray:
+        """`_missing`, reusing the trimmed text `text` made: a text column is converted once, not twice."""
+        s = _col(canon, name)
+        if s is None or not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+            return _missing(canon, name)
+        return s.isna().to_numpy(dtype=bool) | (text(name) == "").fillna(True).to_numpy(dtype=bool)
+
+    event_name = text("event_name")
+    masks["missing_event_name"] = missing("event_name")
     fields["missing_event_name"] = "event_name"
-    masks["missing_event_id"] = _missing(canon, "event_id")
+    masks["missing_event_id"] = missing("event_id")
     fields["missing_event_id"] = "event_id"
 
     t = _number(canon, "event_time")
@@ -171,7 +184,7 @@ def check_rows(canon: pd.DataFrame, *, now: int, settings: RuleSettings = RuleSe
     masks["missing_event_time"] = ~has_time
     fields["missing_event_time"] = "event_time"
 
-    source = _text(canon, "action_source")
+    source = text("action_source")
     masks["invalid_action_source"] = ~source.isin(sorted(ACTION_SOURCES)).to_numpy(dtype=bool)
     fields["invalid_action_source"] = "action_source"
     store = source.eq("physical_store").fillna(False).to_numpy(dtype=bool)
@@ -190,10 +203,10 @@ def check_rows(canon: pd.DataFrame, *, now: int, settings: RuleSettings = RuleSe
         good_value = np.isfinite(value) & (value >= 0)
     masks["purchase_missing_value"] = purchase & ~good_value
     fields["purchase_missing_value"] = "custom_data.value"
-    no_currency = _missing(canon, "custom_data.currency")
+    no_currency = missing("custom_data.currency")
     masks["purchase_missing_currency"] = purchase & no_currency
     fields["purchase_missing_currency"] = "custom_data.currency"
-    currency = _text(canon, "custom_data.currency").str.upper()
+    currency = text("custom_data.currency").str.upper()
     masks["unknown_currency"] = ~no_currency & ~currency.isin(sorted(ISO_4217)).to_numpy(dtype=bool)
     fields["unknown_currency"] = "custom_data.currency"
 
@@ -214,15 +227,15 @@ def check_rows(canon: pd.DataFrame, *, now: int, settings: RuleSettings = RuleSe
     fields["app_invalid_extinfo"] = "app_data.extinfo"
 
     web = source.eq("website").fillna(False).to_numpy(dtype=bool)
-    masks["website_missing_user_agent"] = web & _missing(canon, "user_data.client_user_agent")
+    masks["website_missing_user_agent"] = web & missing("user_data.client_user_agent")
     fields["website_missing_user_agent"] = "user_data.client_user_agent"
-    masks["website_missing_event_source_url"] = web & _missing(canon, "event_source_url")
+    masks["website_missing_event_source_url"] = web & missing("event_source_url")
     fields["website_missing_event_source_url"] = "event_source_url"
 
     partner_field = np.full(n, "", dtype=object)
     if "user_data.partner_id" in canon.columns or "user_data.partner_name" in canon.columns:
-        no_id = _missing(canon, "user_data.partner_id")
-        no_name = _missing(canon, "user_data.partner_name")
+        no_id = missing("user_data.partner_id")
+        no_name = missing("user_data.partner_name")
         masks["partner_pair_incomplete"] = no_id ^ no_name
         partner_field[no_name & ~no_id] = "user_data.partner_name"
         partner_field[no_id & ~no_name] = "user_data.partner_id"
@@ -341,11 +354,39 @@ class SeenEvents:
 
         Rows without event_name or event_id are never duplicates and are not remembered.
         """
-        n = len(canon)
+        pos, h = self.hashes(canon)
+        dup = np.zeros(len(canon), dtype=bool)
+        if len(pos):
+            dup[pos] = self.mark_hashes(h)
+        return dup
+
+    @staticmethod
+    def hashes(canon: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(positions of the keyed rows, their 64-bit key hashes): the half of `mark` that needs no state."""
         keyed = ~(_missing(canon, "event_name") | _missing(canon, "event_id"))
-        dup = np.zeros(n, dtype=bool)
         if not keyed.any():
-            return dup
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        pos = np.flatnonzero(keyed)
+        names = _text(canon, "event_name").iloc[pos]
+        ids = _text(canon, "event_id").iloc[pos]
+        keys = (names + "\x1f" + ids).to_numpy(dtype=object)
+        return pos, pd.util.hash_array(keys, categorize=False)
+
+    def mark_hashes(self, h: np.ndarray) -> np.ndarray:
+        """Bool per hash: seen in an earlier call or earlier in `h`; remembers the new ones."""
+        h = np.asarray(h, dtype=np.uint64)
+        earlier = np.zeros(len(h), dtype=bool)
+        if len(self._seen) and len(h):
+            at = np.searchsorted(self._seen, h)
+            at[at == len(self._seen)] = 0
+            earlier = self._seen[at] == h
+        within = pd.Series(h).duplicated(keep="first").to_numpy()
+        is_dup = earlier | within
+        fresh = np.unique(h[~is_dup])  # sorted
+        if len(fresh):
+            # merge into the sorted array: one O(n) copy per chunk (union1d re-sorted everything: O(n^2) overall)
+            self._seen = np.insert(self._seen, np.searchsorted(self._seen, fresh), fresh)
+        return is_dup
         pos = np.flatnonzero(keyed)
         names = _text(canon, "event_name").iloc[pos]
         ids = _text(canon, "event_id").iloc[pos]
@@ -359,7 +400,8 @@ class SeenEvents:
         within = pd.Series(h).duplicated(keep="first").to_numpy()
         is_dup = earlier | within
         dup[pos] = is_dup
-        fresh = np.unique(h[~is_dup])
+        fresh = np.unique(h[~is_dup])  # sorted
         if len(fresh):
-            self._seen = np.union1d(self._seen, fresh)
+            # merge into the sorted array: one O(n) copy per chunk (union1d re-sorted everything: O(n^2) overall)
+            self._seen = np.insert(self._seen, np.searchsorted(self._seen, fresh), fresh)
         return dup

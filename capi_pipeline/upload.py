@@ -130,11 +130,10 @@ class _Batch:
 def batch_id_for(scope: str, dataset_id: str, keys: Iterable[Key]) -> str:
     """sha256 over scope, dataset and every event key, 16 hex: same events, same id, on every run."""
     digest = hashlib.sha256(f"{scope}\x1f{dataset_id}".encode())
-    count = 0
-    for name, event_id in keys:
-        digest.update(f"\x1e{name}\x1f{event_id}".encode())
-        count += 1
-    digest.update(f"\x1d{count}".encode())
+    parts = [f"\x1e{name}\x1f{event_id}" for name, event_id in keys]
+    # one update over the joined text hashes the same bytes as one update per key, in a fraction of the time
+    digest.update("".join(parts).encode())
+    digest.update(f"\x1d{len(parts)}".encode())
     return digest.hexdigest()[:16]
 
 

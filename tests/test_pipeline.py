@@ -123,3 +123,44 @@ def test_per_file_stages_match_the_single_run(tmp_path: Path, sandbox, yesterday
     assert final["events_delivered"] == sum(c["events_delivered"] for c in counts) == final["rows_valid"]
     report = json.loads(Path(final["report"]).read_text())
     assert report["events_delivered"] == final["events_delivered"]
+
+
+def test_worker_processes_change_nothing_but_speed(tmp_path: Path, sandbox, yesterday) -> None:
+    """Pass 1 and pass 2 in two worker processes: same bodies, batch ids, quarantine and report counts.
+
+    Small chunks over several files, so duplicates cross chunk and file boundaries (decided in chunk order)."""
+    import dataclasses
+
+    smp = generate("offline", 6000, yesterday, tmp_path / "wh", seed=5, bad_rate=0.15, part_rows=2500)
+    cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    cfg = dataclasses.replace(cfg, source=dataclasses.replace(cfg.source, batch_rows=700))
+    now = int(dt.datetime.now(dt.timezone.utc).timestamp())
+    outcome = {}
+    for workers in (1, 2):
+        out, dry = tmp_path / f"out{workers}", tmp_path / f"dry{workers}"
+        result = pipeline.run(cfg, yesterday.isoformat(), out_dir=out, dry_run_dir=dry, now=now, workers=workers)
+        report = json.loads((out / "report.json").read_text())
+        counts = {k: v for k, v in report.items() if k not in ("timing", "quarantine_file")}
+        bodies = {p.name: p.read_bytes() for p in sorted(dry.iterdir())}
+        outcome[workers] = (result.stats.totals(), counts, (out / "quarantine.csv").read_bytes(), bodies,
+                            (out / report["data_docs"]).is_file())
+    one, two = outcome[1], outcome[2]
+    assert one[0] == two[0] and one[0]["rows_read"] == 6000
+    assert one[1] == two[1]
+    assert one[2] == two[2] and b"duplicate_event_id" in one[2]
+    assert one[3] == two[3] and len(one[3]) >= 5
+    assert one[4] and two[4]
+
+
+def test_worker_failure_stops_the_run_before_sending(tmp_path: Path, sandbox, yesterday) -> None:
+    """A table-level contract failure found by a worker raises in order, before any request."""
+    smp = generate("offline", 3000, yesterday, tmp_path / "wh", seed=6, bad_rate=0.0, part_rows=1000)
+    files = sorted((tmp_path / "wh").rglob("*.parquet"))
+    frame = pd.read_parquet(files[1]).drop(columns=["event_name"])
+    frame.to_parquet(files[1], index=False)
+    cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    from capi_pipeline.errors import ContractViolation
+
+    with pytest.raises(ContractViolation, match="event_name"):
+        _run(cfg, yesterday, tmp_path / "out", workers=2)
+    assert sandbox.stats()["requests"] == 0

@@ -218,6 +218,35 @@ def test_seen_events_scale() -> None:
     assert seen.mark(again).tolist() == [True, False]
 
 
+def test_seen_events_split_in_halves_matches_mark() -> None:
+    """hashes() + mark_hashes() (the worker / main-process split) decide exactly like mark()."""
+    chunks = [frame([offline(event_id="a"), offline(event_id="b"), offline(event_id="a"), offline(event_id=None)]),
+              frame([offline(event_id="b"), offline(event_id="c"), offline(event_id="c", event_name="Lead")])]
+    whole, split = SeenEvents(), SeenEvents()
+    for chunk in chunks:
+        pos, h = SeenEvents.hashes(chunk)
+        dup = np.zeros(len(chunk), dtype=bool)
+        dup[pos] = split.mark_hashes(h)
+        assert dup.tolist() == whole.mark(chunk).tolist()
+    assert len(split) == len(whole) == 4
+
+
+def test_seen_events_many_chunks_stay_sorted_and_linear() -> None:
+    """200 chunks: remembered keys stay one sorted array (merged per chunk, never re-sorted as a whole)."""
+    import time
+
+    seen = SeenEvents()
+    started = time.perf_counter()
+    for c in range(200):
+        ids = np.arange(c * 5_000, (c + 1) * 5_000).astype(str)
+        assert not seen.mark_hashes(pd.util.hash_array(ids.astype(object), categorize=False)).any()
+    assert len(seen) == 1_000_000
+    assert np.all(np.diff(seen._seen.astype(np.float64)) >= 0)
+    assert seen.mark_hashes(pd.util.hash_array(np.array(["17", "x"], dtype=object), categorize=False)).tolist() \
+        == [True, False]
+    assert time.perf_counter() - started < 30
+
+
 # --------------------------------------------------------------------------------------------------- fixture
 def test_too_old_fixture() -> None:
     (case,) = json.loads((FIXTURES / "too_old" / "expected.json").read_text())

@@ -446,3 +446,20 @@ def test_meta_python_sdk_is_understood(sb: Sandbox) -> None:
     record = sb.requests()[-1]
     assert record["token_in_url"] and record["content_type"] == "application/x-www-form-urlencoded"
     assert sb.events(DATASET)[0]["event"]["user_data"]["em"] == [h("joe@example.com")]
+
+
+def test_keys_only_store_still_validates_and_counts() -> None:
+    """--keys-only: every event validated and de-duplicated, counts as usual, no event JSON kept."""
+    import time as _time
+
+    from capi_pipeline.sandbox.store import Store
+
+    store = Store(keep_events=False)
+    events = [{"event_name": "Purchase", "event_id": "a"}, {"event_name": "Purchase", "event_id": "b"}]
+    assert store.add_events("1", events, params={}, fbtrace_id="t", received_at=_time.time()) == 0
+    assert store.add_events("1", events[:1], params={}, fbtrace_id="t", received_at=_time.time()) == 1
+    stats = store.stats()["datasets"]["1"]
+    assert (stats["events_received"], stats["unique_events"], stats["duplicate_events"]) == (3, 2, 1)
+    assert store.events("1") == [] and store.has_dataset("1")
+    with run_sandbox(SandboxConfig(keep_events=False, clock=lambda: 1_700_000_000.0)) as sandbox:
+        assert not sandbox.store.keep_events

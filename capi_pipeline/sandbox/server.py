@@ -69,6 +69,7 @@ class SandboxConfig:
     max_age_days: int = 7
     physical_store_max_age_days: int = 62
     future_tolerance_s: int = 600
+    keep_events: bool = True  # False: every event is still validated and counted, but only its key is kept
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def rules(self) -> ValidationRules:
@@ -159,7 +160,7 @@ class Sandbox:
         self.config = config
         self.rules = config.rules()
         self.injector = FaultInjector(parse_faults(config.faults), seed=config.fault_seed)
-        self.store = Store(config.db_path)
+        self.store = Store(config.db_path, keep_events=config.keep_events)
         self.stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -568,13 +569,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=None, metavar="PATH", help="SQLite file to keep events across restarts")
     parser.add_argument("--dataset", action="append", default=None, metavar="ID",
                         help="only accept these dataset ids (repeatable; default: any numeric id)")
+    parser.add_argument("--keys-only", action="store_true",
+                        help="validate and count every event but keep only its dedup key, not its JSON "
+                             "(large benchmarks; /_sandbox/events then lists nothing)")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
     """Run the sandbox from parsed CLI flags; returns the exit code."""
     config = SandboxConfig(host=args.host, port=args.port, token=args.token, faults=args.faults,
                            fault_seed=args.fault_seed, latency_ms=args.latency_ms, db_path=args.db,
-                           datasets=tuple(args.dataset) if getattr(args, "dataset", None) else None)
+                           datasets=tuple(args.dataset) if getattr(args, "dataset", None) else None,
+                           keep_events=not getattr(args, "keys_only", False))
     try:
         parse_faults(config.faults)
     except ConfigurationError as exc:

@@ -73,8 +73,11 @@ class RequestRecord:
 class Store:
     """Thread-safe SQLite store of accepted events and the request log."""
 
-    def __init__(self, db_path: str | None = None) -> None:
+    def __init__(self, db_path: str | None = None, *, keep_events: bool = True) -> None:
         self.db_path = db_path
+        # False: remember only dedup keys and counts (large benchmarks); `events()` then returns nothing
+        self.keep_events = keep_events
+        self._counts: dict[str, list[int]] = {}  # keys-only mode: dataset -> [received, duplicates]
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(db_path or ":memory:", check_same_thread=False, isolation_level=None)
         if db_path:
@@ -109,10 +112,18 @@ class Store:
                     else:
                         seen.add(key)
                         new_keys.append((dataset_id, event_name, event_id))
+                if not self.keep_events:
+                    rows.append((duplicate,))
+                    continue
                 rows.append((dataset_id, event_name, event_id, event.get("event_time"),
                              event.get("action_source"), params.get("test_event_code"),
                              params.get("partner_agent"), params.get("upload_tag"), params.get("namespace_id"),
                              orjson.dumps(event), fbtrace_id, received_at, duplicate))
+            if not self.keep_events:
+                counts = self._counts.setdefault(dataset_id, [0, 0])
+                counts[0] += len(rows)
+                counts[1] += sum(row[-1] for row in rows)
+                return sum(row[-1] for row in rows)
             try:
                 self._conn.execute("BEGIN")
                 self._conn.executemany("INSERT OR IGNORE INTO event_keys VALUES (?, ?, ?)", new_keys)
@@ -159,6 +170,8 @@ class Store:
         return out
 
     def has_dataset(self, dataset_id: str) -> bool:
+        if dataset_id in self._counts:
+            return True
         with self._lock:
             row = self._conn.execute("SELECT 1 FROM events WHERE dataset_id = ? LIMIT 1", (dataset_id,)).fetchone()
         return row is not None
@@ -199,6 +212,8 @@ class Store:
             e["requests"] = count
             e["accepted_requests"] = int(accepted or 0)
             e["rejected_requests"] = count - int(accepted or 0)
+        with self._lock:
+            event_rows += [(dataset_id, received, dups) for dataset_id, (received, dups) in self._counts.items()]
         for dataset_id, count, dups in event_rows:
             e = entry(dataset_id)
             e["events_received"] = count
@@ -211,3 +226,4 @@ class Store:
         with self._lock:
             self._conn.executescript("DELETE FROM events; DELETE FROM event_keys; DELETE FROM requests;")
             self._keys.clear()
+            self._counts.clear()

@@ -1,0 +1,515 @@
+"""Pass 2 on several CPU cores: `transform_chunk` runs in worker processes while the main process uploads.
+
+    main, feeder thread                        worker k % n (spawned process)
+      read_raw chunk k (Arrow batch) ───────>  transform_chunk(chunk k)
+                                                  seen.mark(canon): 64-bit key hashes ──┐
+      SeenEvents.mark_hashes, in chunk order <───────────────────────────────────────────┘
+      duplicate mask ───────────────────────>     ... rules, normalize + hash, payload
+      <────── stats delta, quarantine records, events as JSON bytes (one blob + offsets)
+    main generator: results in chunk order -> OutboundEvent(body=orjson.Fragment) -> upload.deliver
+
+Same chunks, same order, same duplicate decisions as the single-process path (duplicates are decided by the
+main process in chunk order, whichever worker gets there first), so event ids, batch ids, the quarantine and
+the report do not depend on the number of workers. Memory stays flat: at most `ahead` chunks are read but not
+yet consumed. The uploader sends the pre-serialized bytes (`orjson.Fragment`), so events are never rebuilt
+as dicts in the main process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import pickle
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = ["ChunkResult", "TransformPool", "ValidateResult", "WireEvent", "WorkerError", "chunk_tasks",
+           "validate_tasks"]
+
+log = logging.getLogger("capi_pipeline.workers")
+_POLL_S = 0.2
+_DOCS_SEQ = -1
+
+
+class WorkerError(RuntimeError):
+    """A worker process died or failed without a picklable exception (the message carries its traceback)."""
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk's transform hands back; events are parallel lists, bodies one blob cut at `offsets`."""
+
+    seq: int
+    stats: Any  # report.RunStats delta of this chunk
+    quarantine: list[dict[str, Any]]
+    names: list[str]
+    ids: list[str]
+    files: list[str]
+    rows: list[int]
+    blob: bytes
+    offsets: list[int]  # len(names) + 1 boundaries into blob
+
+    def events(self, *, as_dict: bool = False) -> Iterator[WireEvent]:
+        blob, offsets = self.blob, self.offsets
+        load = orjson.loads if as_dict else orjson.Fragment
+        for i, (name, event_id, file, row) in enumerate(zip(self.names, self.ids, self.files, self.rows)):
+            yield WireEvent(name, event_id, file, row, load(blob[offsets[i]:offsets[i + 1]]))
+
+
+class WireEvent:
+    """`payload.OutboundEvent`'s fields (what `upload.deliver` reads), body already JSON (`orjson.Fragment`)."""
+
+    __slots__ = ("event_name", "event_id", "file", "row", "body")
+
+    def __init__(self, event_name: str, event_id: str, file: str, row: int, body: Any) -> None:
+        self.event_name, self.event_id, self.file, self.row, self.body = event_name, event_id, file, row, body
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.event_name, self.event_id)
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+class _Stopped(Exception):
+    """The main process stopped the run while this worker waited for an answer."""
+
+
+class _Records:
+    """Collects quarantine records in the worker (the main process writes them, in chunk order)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        self.records.extend(records)
+
+
+class _RemoteSeen:
+    """`SeenEvents.mark` across processes: hashes here, the decision in the main process, in chunk order."""
+
+    def __init__(self, conn: Connection, seq: int, inbox: queue.Queue[Any], backlog: list[Any]) -> None:
+        self.conn, self.seq, self.inbox, self.backlog = conn, seq, inbox, backlog
+
+    def mark(self, canon: Any) -> np.ndarray:
+        from capi_pipeline.rules import SeenEvents
+
+        pos, h = SeenEvents.hashes(canon)
+        self.conn.send(("mark", self.seq, h))
+        while True:
+            msg = self.inbox.get()
+            if msg[0] == "seen" and msg[1] == self.seq:
+                break
+            if msg[0] == "stop":  # the main process gave up on this run
+                self.backlog.insert(0, msg)
+                raise _Stopped()
+            self.backlog.append(msg)  # a task queued meanwhile
+        dup = np.zeros(len(canon), dtype=bool)
+        dup[pos] = msg[2]
+        return dup
+
+
+def _serve(conn: Connection, init: dict[str, Any]) -> None:
+    """Worker process main loop: ("validate" | "transform" | "docs", seq, payload, now) tasks until ("stop",)."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # a thread drains the pipe, so the main process never blocks sending a task while this process is
+    # itself blocked sending a result (both pipe buffers full: a deadlock)
+    inbox: queue.Queue[Any] = queue.Queue()
+
+    def receive() -> None:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = ("stop",)
+            inbox.put(msg)
+            if msg[0] == "stop":
+                return
+
+    threading.Thread(target=receive, name="capi-worker-inbox", daemon=True).start()
+    validator = None
+    if init.get("contract") is not None:
+        # imported up front (GX takes seconds): it overlaps with the main process reading the first chunks
+        from capi_pipeline.contracts import ContractValidator
+
+        validator = ContractValidator(init["contract"])
+    backlog: list[Any] = []
+    while True:
+        msg = backlog.pop(0) if backlog else inbox.get()
+        kind = msg[0]
+        if kind == "stop":
+            return
+        seq = msg[1]
+        try:
+            if kind == "transform":
+                result: Any = _transform(conn, msg, init, inbox, backlog)
+            elif kind == "validate":
+                result = _validate(validator, msg)
+            elif kind == "docs":
+                result = _docs(validator, msg)
+            else:
+                raise WorkerError(f"unknown task {kind!r}")
+            del msg
+            conn.send(("done", seq, result))
+            del result
+            _trim()
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the main process
+            if isinstance(exc, _Stopped):
+                continue
+            text = traceback.format_exc()
+            try:
+                conn.send(("error", seq, exc, text))
+            except Exception:  # the exception itself does not pickle, or the main process is gone
+                try:
+                    conn.send(("error", seq, None, text))
+                except Exception:
+                    return
+            if not isinstance(exc, Exception):
+                raise
+
+
+def _trim() -> None:
+    """Hand freed memory back to the OS between chunks, so a worker's RSS stays near one chunk's working set.
+
+    pandas' many small string objects fragment glibc's heap, and Arrow's pool keeps freed buffers; both
+    otherwise let the resident set creep up chunk after chunk.
+    """
+    global _libc
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # an old pyarrow without release_unused
+        pass
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        _libc = ctypes.CDLL(name) if name else False
+    if _libc and hasattr(_libc, "malloc_trim"):
+        _libc.malloc_trim(0)
+
+
+_libc: Any = None
+
+
+def _transform(conn: Connection, msg: Any, init: dict[str, Any], inbox: queue.Queue[Any], backlog: list[Any]
+               ) -> ChunkResult:
+    from capi_pipeline import extract
+    from capi_pipeline.pipeline import transform_chunk
+    from capi_pipeline.report import RunStats
+
+    _, seq, (label, first_row, data, rejected), now = msg
+    cfg = init["cfg"]
+    chunk = extract.Chunk(file=label, first_row=first_row, frame=extract.to_frame(data))
+    del data
+    stats = RunStats(pipeline=cfg.name, date="")
+    records = _Records()
+    built = transform_chunk(cfg, chunk, rejected, stats, records, options=init["options"],
+                            rule_settings=init["rule_settings"], seen=_RemoteSeen(conn, seq, inbox, backlog), now=now)
+    del chunk
+    blob = bytearray()
+    offsets = [0]
+    dumps = orjson.dumps
+    for e in built:
+        blob += dumps(e.body)
+        offsets.append(len(blob))
+    result = ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=[e.event_name for e in built],
+                         ids=[e.event_id for e in built], files=[e.file for e in built],
+                         rows=[int(e.row) for e in built], blob=bytes(blob), offsets=offsets)
+    del built, blob
+    return result
+
+
+@dataclass
+class ValidateResult:
+    """Pass 1 for one chunk: the contract's rejections and the GX result kept for Data Docs (pickled)."""
+
+    file_index: int
+    rows: int
+    rejections: list[dict[str, Any]]
+    docs_entry: bytes | None
+
+
+def _validate(validator: Any, msg: Any) -> ValidateResult:
+    from capi_pipeline import extract
+
+    _, _, (file_index, label, first_row, data, check_table), _ = msg
+    frame = extract.to_frame(data)
+    del data
+    if check_table:
+        validator.check_table(frame, file=label)
+    res = validator.validate(frame, file=label, first_row=first_row)
+    # the validator keeps each chunk's GX result for Data Docs; here they go to the main process instead
+    entry = pickle.dumps(validator._docs.pop()) if validator._docs else None
+    validator._docs_stored = min(validator._docs_stored, len(validator._docs))
+    return ValidateResult(file_index=file_index, rows=len(frame), rejections=res.rejections, docs_entry=entry)
+
+
+def _docs(validator: Any, msg: Any) -> str | None:
+    _, _, (out_dir, entries), _ = msg
+    validator._docs = [pickle.loads(e) for e in entries]
+    validator._docs_stored = 0
+    path = validator.build_data_docs(Path(out_dir))
+    validator._docs = []
+    validator._docs_stored = 0
+    return None if path is None else str(path)
+
+
+# ---------------------------------------------------------------------------------------------- main side
+
+class TransformPool:
+    """`n` spawned worker processes for pass 1 (`validate`) and pass 2 (`transform`), results in task order.
+
+    Start it early (the workers import pandas, the pipeline and GX while the main process starts up); close it
+    when done. One stream at a time.
+    """
+
+    def __init__(self, n: int, init: dict[str, Any]) -> None:
+        ctx = mp.get_context("spawn")  # never fork a process that runs threads (uploads, GX)
+        self.workers: list[tuple[Any, Connection]] = []
+        with _main_module_hidden():
+            for i in range(n):
+                parent, child = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_serve, args=(child, init), name=f"capi-transform-{i}", daemon=True)
+                proc.start()
+                child.close()
+                self.workers.append((proc, parent))
+        self._load = {id(conn): 0 for _, conn in self.workers}
+        self._docs_conn: Connection | None = None
+        self._docs_done = False
+        self._docs_result: Any = None
+
+    def close(self) -> None:
+        for proc, conn in self.workers:
+            try:
+                conn.send(("stop",))
+            except (OSError, ValueError):
+                pass
+        # drain what the workers still send (a result they were busy with) so none blocks on a full pipe
+        deadline = time.monotonic() + 30
+        live = {conn: proc for proc, conn in self.workers}
+        while live and time.monotonic() < deadline:
+            for conn in wait(list(live), timeout=_POLL_S):
+                try:
+                    conn.recv()
+                except (EOFError, OSError):
+                    live.pop(conn).join(timeout=5)
+            for conn, proc in list(live.items()):
+                if not proc.is_alive():
+                    live.pop(conn)
+        for proc, conn in self.workers:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+            conn.close()
+        self.workers = []
+
+    def __enter__(self) -> TransformPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transform(self, tasks: Iterable[tuple[str, int, Any, set[int]]], *, seen: Any, now: int
+                  ) -> Iterator[ChunkResult]:
+        """Pass 2: `(file label, first_row, data, rejected rows)` tasks; their ChunkResults in order."""
+        return self._stream("transform", tasks, seen=seen, now=now)
+
+    def validate(self, tasks: Iterable[tuple[int, str, int, Any, bool]]) -> Iterator[ValidateResult]:
+        """Pass 1: `(file index, file label, first_row, data, check_table)` tasks; their results in order."""
+        return self._stream("validate", tasks, seen=None, now=0)
+
+    def start_docs(self, out_dir: Path, entries: list[bytes]) -> None:
+        """Build GX Data Docs from pass 1's results in one worker, while the others go on with pass 2."""
+        conn = min(self._conns, key=lambda c: self._load[id(c)])
+        conn.send(("docs", _DOCS_SEQ, (str(out_dir), entries), 0))
+        self._load[id(conn)] += 1
+        self._docs_conn = conn
+
+    def finish_docs(self) -> str | None:
+        """The Data Docs index `start_docs` built (waits for it); None when there was nothing to build."""
+        while self._docs_conn is not None and not self._docs_done:
+            self._receive(self._docs_conn, {}, set(), {}, None)
+        self._docs_conn = None
+        self._docs_done = False
+        result, self._docs_result = self._docs_result, None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    @property
+    def _conns(self) -> list[Connection]:
+        return [conn for _, conn in self.workers]
+
+    def _stream(self, kind: str, tasks: Iterable[Any], *, seen: Any, now: int) -> Iterator[Any]:
+        """Results of `tasks` in order. A feeder thread reads the tasks, answers the workers' duplicate questions
+        and keeps at most `ahead` chunks between reading and the consumer, so the workers never wait on the
+        consumer's generator (suspended while the uploader waits for free upload slots).
+        """
+        ahead = len(self.workers) + 1
+        out: queue.Queue[Any] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        feeder = threading.Thread(target=self._feed, args=(kind, iter(tasks), seen, now, ahead, out, stop),
+                                  name=f"capi-{kind}-feeder", daemon=True)
+        feeder.start()
+        try:
+            while True:
+                item = out.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            feeder.join()
+
+    def _feed(self, kind: str, tasks: Iterator[Any], seen: Any, now: int, ahead: int, out: queue.Queue[Any],
+              stop: threading.Event) -> None:
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=_POLL_S)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            self._feed_loop(kind, tasks, seen, now, ahead, put, stop)
+        except BaseException as exc:  # noqa: BLE001 - the consumer re-raises it
+            put(exc)
+            return
+        put(None)
+
+    def _feed_loop(self, kind: str, tasks: Iterator[Any], seen: Any, now: int, ahead: int, put: Any,
+                   stop: threading.Event) -> None:
+        conns = self._conns
+        submitted = next_out = next_mark = 0
+        marks: dict[int, tuple[Connection, Any]] = {}
+        finished: set[int] = set()  # chunks whose task ended (their duplicate question is over too)
+        results: dict[int, Any] = {}
+        exhausted = False
+        while not stop.is_set():
+            while not exhausted and submitted - next_out < ahead:
+                try:
+                    task = next(tasks)
+                except StopIteration:
+                    exhausted = True
+                    break
+                conn = min(conns, key=lambda c: self._load[id(c)])
+                conn.send((kind, submitted, task, now))
+                del task
+                self._load[id(conn)] += 1
+                submitted += 1
+            if exhausted and next_out == submitted:
+                return
+            for conn in wait(conns, timeout=_POLL_S):
+                self._receive(conn, results, finished, marks, seen, next_mark)
+            # duplicate questions are answered strictly in chunk order: the first occurrence wins, as in one process
+            while True:
+                if next_mark in marks:
+                    conn, h = marks.pop(next_mark)
+                    conn.send(("seen", next_mark, seen.mark_hashes(h)))
+                elif next_mark not in finished:
+                    break
+                finished.discard(next_mark)
+                next_mark += 1
+            while next_out in results:
+                item = results.pop(next_out)
+                if isinstance(item, _Failure):
+                    raise item.error
+                if not put(item):
+                    return
+                next_out += 1
+
+    def _receive(self, conn: Connection, results: dict[int, Any], finished: set[int],
+                 marks: dict[int, tuple[Connection, Any]], seen: Any, next_mark: int = 0) -> None:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            raise WorkerError("a worker process died (out of memory or killed?)") from None
+        kind, seq = msg[0], msg[1]
+        if kind == "mark":
+            if seq < next_mark:  # a second question from one chunk: answer at once
+                conn.send(("seen", seq, seen.mark_hashes(msg[2])))
+            else:
+                marks[seq] = (conn, msg[2])
+            return
+        self._load[id(conn)] -= 1
+        if kind == "done":
+            value: Any = msg[2]
+        else:
+            exc, text = msg[2], msg[3]
+            log.debug("worker failed on task %d:\n%s", seq, text)
+            value = exc if isinstance(exc, BaseException) else WorkerError(f"worker failed on task {seq}:\n{text}")
+        if seq == _DOCS_SEQ:
+            self._docs_result, self._docs_done = value, True
+            return
+        # a failure is raised when its turn comes: the same error as one process would meet first
+        results[seq] = value if kind == "done" else _Failure(value)
+        finished.add(seq)
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Spawn without re-running the caller's `__main__` in the workers (they need nothing from it).
+
+    multiprocessing re-imports the parent's main script in every spawned child; a script without an
+    `if __name__ == "__main__"` guard (a notebook, an ad-hoc runner) would then start the run again there.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    try:
+        for k in saved:
+            if k == "__file__":
+                delattr(main, k)
+            else:
+                setattr(main, k, None)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+def validate_tasks(cfg: Any, files: list[tuple[Path, str]]) -> Iterator[tuple[int, str, int, Any, bool]]:
+    """Pass 1's chunks as worker tasks: (file index, file label, first row, raw chunk, check the table?)."""
+    from capi_pipeline import extract
+
+    for i, (path, name) in enumerate(files):
+        first = True
+        for first_row, data in extract.read_raw(path, cfg.source.format, cfg.source.batch_rows, name=name):
+            yield i, name, first_row, data, first
+            first = False
+
+
+def chunk_tasks(cfg: Any, validations: Iterable[Any]) -> Iterator[tuple[str, int, Any, set[int]]]:
+    """Pass 2's chunks as worker tasks: (file label, first row, raw chunk, rows pass 1 rejected in it)."""
+    from capi_pipeline import extract
+
+    for fv in validations:
+        rejected = np.fromiter(fv.rejected_rows, dtype=np.int64, count=len(fv.rejected_rows))
+        rejected.sort()
+        for first_row, data in extract.read_raw(fv.path, cfg.source.format, cfg.source.batch_rows, name=fv.name):
+            n = data.num_rows if hasattr(data, "num_rows") else len(data)
+            lo, hi = np.searchsorted(rejected, [first_row, first_row + n])
+            yield fv.name, first_row, data, set(rejected[lo:hi].tolist())
