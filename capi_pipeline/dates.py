@@ -94,7 +94,7 @@ def dob_ascii(a: pa.Array, order: str, today: _dt.date) -> np.ndarray:
     for pattern in _DOB_FORMS:
         if not rest.size:
             break
-        m = pc.extract_regex(text.take(pa.array(rest)), pattern)
+        m = pc.extract_regex(text if rest.size == len(a) else text.take(pa.array(rest)), pattern)
         hit = m.is_valid().to_numpy(zero_copy_only=False)
         idx, rest = rest[hit], rest[~hit]
         if not idx.size:

@@ -19,6 +19,14 @@ HASHED_KEYS: tuple[str, ...] = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", 
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
+try:  # CPython's own SHA-256: same digests as OpenSSL's, about twice as fast per call on short values
+    from _sha256 import sha256 as _sha256  # Python <= 3.11
+except ImportError:  # pragma: no cover - depends on the interpreter build
+    try:
+        from _sha2 import sha256 as _sha256  # Python >= 3.12
+    except ImportError:
+        _sha256 = hashlib.sha256
+
 
 def is_sha256_hex(values: pd.Series) -> pd.Series:
     """True where the value is a str of exactly 64 hex characters (any case)."""
@@ -28,7 +36,7 @@ def is_sha256_hex(values: pd.Series) -> pd.Series:
 
 def sha256_hex_list(values: list[str]) -> list[str]:
     """Hash a list of distinct normalized strings; 64-hex values pass through lowercased."""
-    sha, hex64 = hashlib.sha256, _HEX64.fullmatch  # local names: this loop runs once per distinct value
+    sha, hex64 = _sha256, _HEX64.fullmatch  # local names: this loop runs once per distinct value
     return [v.lower() if len(v) == 64 and hex64(v) else sha(v.encode("utf-8")).hexdigest() for v in values]
 
 

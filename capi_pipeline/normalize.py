@@ -58,6 +58,8 @@ NEVER_HASHED_KEYS: tuple[str, ...] = (
     "madid", "page_id", "page_scoped_user_id", "ctwa_clid", "ig_account_id", "ig_sid", "partner_id", "partner_name")
 ALL_KEYS: tuple[str, ...] = HASHED_KEYS + NEVER_HASHED_KEYS
 _COUNTRY_KEYS = frozenset({"ph", "st", "zp"})  # normalized with the row's country
+# Keys whose distinct raw values rarely normalize to the same value: hashed without a second deduplication
+_MOSTLY_DISTINCT = frozenset({"em", "ph", "external_id"})
 BASELINE_INVALID: tuple[frozenset[str], ...] = (
     frozenset({"ct", "country", "st", "zp", "ge", "client_user_agent"}),
     frozenset({"db", "client_user_agent"}), frozenset({"fn", "ge"}), frozenset({"ln", "ge"}))
@@ -405,7 +407,7 @@ def _field(f: RawField, col: Column, regions: Regions | None, n: int, options: N
         ok = np.flatnonzero(got)
         if _hashes(f.key, options):
             result.hashed[f.key] += int(count[ok].sum())
-            out[ok] = sha256_distinct(norm[ok])
+            out[ok] = sha256_distinct(norm[ok], dedupe=f.key not in _MOSTLY_DISTINCT)
         else:
             out[ok] = norm[ok]
     result.prehashed[f.key] += int(count[hexes].sum())

@@ -437,7 +437,9 @@ def phone_e164_coded(raws: Sequence[str], region_codes: np.ndarray, region_names
     ups = [r.upper() if r else None for r in region_names]
     raw = arrow if arrow is not None else pa.array(raws, type=pa.string())
     codes = np.asarray(region_codes, dtype=np.int64)
-    intl = np.flatnonzero(_np(pc.match_substring_regex(raw, _INTL_00_RE2)))
+    intl = np.flatnonzero(_np(pc.match_substring(raw, "00")))  # cheap literal prefilter for the regex
+    if intl.size:
+        intl = intl[_np(pc.match_substring_regex(_take(raw, intl), _INTL_00_RE2))]
     if intl.size == 0:
         return _phonenumbers_coded(raws, codes, ups, raw)
     # the "00" reading of those numbers goes through the same single pass; it is used where the first fails
