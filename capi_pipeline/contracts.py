@@ -23,10 +23,12 @@ Blank strings count as null. Messages name file, row, column and rule, never a v
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -559,8 +561,14 @@ class ContractValidator:
                     file=file, column=col.name, rule="wrong_type")
 
     # ---------------------------------------------------------------------------------------------- row level
-    def validate(self, frame: pd.DataFrame, *, file: str, first_row: int) -> ContractResult:
-        """Row-level checks of one chunk (one GX call); `first_row` is the 1-based row number of frame's row 0."""
+    def validate(self, frame: pd.DataFrame, *, file: str, first_row: int,
+                 chunk_sizes: list[int] | None = None) -> ContractResult:
+        """Row-level checks of one chunk (one GX call); `first_row` is the 1-based row number of frame's row 0.
+
+        `chunk_sizes` (summing to len(frame)): the frame is several consecutive chunks of one file validated in
+        one GX call (GX's cost is mostly per call); the result is the same as validating each chunk on its own
+        and concatenating, uniqueness included (duplicates are still looked for inside each chunk only).
+        """
         absent = [c for c in self._columns_used if c not in frame.columns]
         if absent:
             self.check_table(frame, file=file)  # raises missing_column
@@ -645,6 +653,10 @@ class ContractValidator:
                 break
             sub = gx_frame.loc[ok, list(key)]
             complete = sub.notna().all(axis=1).to_numpy()
+            if chunk_sizes is not None and len(chunk_sizes) > 1:
+                # one GX call over several chunks: a key repeats only when it repeats inside one chunk
+                chunk_of = np.repeat(np.arange(len(chunk_sizes)), chunk_sizes)
+                sub = sub.assign(_capi_chunk=chunk_of[ok])
             dup_local = sub.duplicated(keep="first").to_numpy() & complete
             if not dup_local.any():
                 continue
@@ -671,13 +683,20 @@ class ContractValidator:
                               expectations_run=len(checks), failures=failures)
 
     def _run_gx(self, gx_frame: pd.DataFrame, *, file: str) -> Any:
-        batch = self._batch_definition.get_batch(batch_parameters={"dataframe": gx_frame})
-        return batch.validate(self._suite, result_format={
-            "result_format": "COMPLETE",
-            "partial_unexpected_count": 0,
-            "include_unexpected_rows": False,
-            "return_unexpected_index_query": False,
-        })
+        # GX's own V1 validator on the batch definition: the batch is built once (`get_batch(...).validate(...)`
+        # built it twice), and without GX's data fingerprint (an md5 over `hash_pandas_object` of the whole
+        # frame, a quarter of the call on Arrow strings) that `_keep_for_docs` throws away anyway
+        from great_expectations.validator.v1_validator import Validator as V1Validator
+
+        validator = V1Validator(batch_definition=self._batch_definition, batch_parameters={"dataframe": gx_frame},
+                                result_format={
+                                    "result_format": "COMPLETE",
+                                    "partial_unexpected_count": 0,
+                                    "include_unexpected_rows": False,
+                                    "return_unexpected_index_query": False,
+                                })
+        with _without_gx_fingerprint():
+            return validator.validate_expectation_suite(self._suite)
 
     def _records(self, frame: pd.DataFrame, rejected: np.ndarray, first_fail: np.ndarray, rules: list[str],
                  fields: dict[int, tuple[str | None, str]], *, file: str, first_row: int) -> list[dict[str, Any]]:
@@ -744,6 +763,38 @@ class ContractValidator:
         self._context.build_data_docs(site_names=[site])
         index = site_dir / "index.html"
         return index if index.is_file() else None
+
+
+_fingerprint_lock = threading.Lock()
+_fingerprint_off = 0
+_fingerprint_saved: Any = None
+
+
+@contextlib.contextmanager
+def _without_gx_fingerprint() -> Any:
+    """GX's pandas engine skips `pandas_data_fingerprint` for frames at or above `HASH_THRESHOLD` bytes; set it
+    below zero while our validations run (re-entrant across threads; restored when the last one ends)."""
+    global _fingerprint_off, _fingerprint_saved
+    try:
+        from great_expectations.execution_engine import pandas_execution_engine as engine
+    except ImportError:  # a GX without that module: keep its default behaviour
+        yield
+        return
+    if not hasattr(engine, "HASH_THRESHOLD"):
+        yield
+        return
+    with _fingerprint_lock:
+        if _fingerprint_off == 0:
+            _fingerprint_saved = engine.HASH_THRESHOLD
+            engine.HASH_THRESHOLD = -1
+        _fingerprint_off += 1
+    try:
+        yield
+    finally:
+        with _fingerprint_lock:
+            _fingerprint_off -= 1
+            if _fingerprint_off == 0:
+                engine.HASH_THRESHOLD = _fingerprint_saved
 
 
 def _text_at(frame: pd.DataFrame, col: str, positions: np.ndarray) -> list[str | None]:

@@ -11,8 +11,13 @@
 Same chunks, same order, same duplicate decisions as the single-process path (duplicates are decided by the
 main process in chunk order, whichever worker gets there first), so event ids, batch ids, the quarantine and
 the report do not depend on the number of workers. Memory stays flat: at most `ahead` chunks are read but not
-yet consumed. The uploader sends the pre-serialized bytes (`orjson.Fragment`), so events are never rebuilt
-as dicts in the main process.
+yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000) and a chunk's JSON goes
+back as raw bytes (`Connection.send_bytes`, never pickled). The uploader sends the pre-serialized bytes
+(`orjson.Fragment`), so events are never rebuilt as dicts in the main process.
+
+Pass 1 (`validate_tasks`) hands a worker up to `VALIDATE_ROWS` rows of consecutive chunks of one file at once:
+one Great Expectations call for all of them (GX costs mostly per call), with the contract's duplicate check
+still per chunk, so quarantine and counts are those of one call per chunk.
 """
 
 from __future__ import annotations
@@ -143,6 +148,7 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
             if msg[0] == "stop":
                 return
 
+    _fixed_mmap_threshold()
     threading.Thread(target=receive, name="capi-worker-inbox", daemon=True).start()
     validator = None
     if init.get("contract") is not None:
@@ -167,7 +173,14 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
             else:
                 raise WorkerError(f"unknown task {kind!r}")
             del msg
-            conn.send(("done", seq, result))
+            if isinstance(result, ChunkResult):
+                # the events' JSON goes as raw bytes after the rest: no pickled copy of it on either side
+                blob, result.blob = result.blob, b""
+                conn.send(("done+blob", seq, result))
+                conn.send_bytes(blob)
+                del blob
+            else:
+                conn.send(("done", seq, result))
             del result
             _trim()
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the main process
@@ -209,6 +222,30 @@ def _trim() -> None:
 
 
 _libc: Any = None
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
+_MMAP_THRESHOLD_BYTES = 256 * 1024
+
+
+def _fixed_mmap_threshold() -> None:
+    """Large blocks (a chunk's JSON, pickled messages: tens of MB) always from mmap, so freeing them gives
+    the memory back at once.
+
+    glibc raises its mmap threshold to the size of each freed mmapped block (up to 32 MB); after the first
+    chunk, every chunk-sized buffer would come from the heap, where freed space stays in the resident set
+    of this process (and of each thread's arena). Setting the threshold switches that adjustment off.
+    """
+    global _libc
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        _libc = ctypes.CDLL(name) if name else False
+    if _libc and hasattr(_libc, "mallopt"):
+        try:
+            _libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+        except Exception:  # not glibc after all
+            pass
 
 
 def _transform(conn: Connection, msg: Any, init: dict[str, Any], inbox: queue.Queue[Any], backlog: list[Any]
@@ -228,15 +265,26 @@ def _transform(conn: Connection, msg: Any, init: dict[str, Any], inbox: queue.Qu
     del chunk
     blob = bytearray()
     offsets = [0]
+    names: list[str] = []
+    ids: list[str] = []
+    files: list[str] = []
+    rows: list[int] = []
     dumps = orjson.dumps
-    for e in built:
-        blob += dumps(e.body)
+    body: Any = None
+    for i in range(len(built)):
+        # each event's dicts are freed as soon as they are JSON: the chunk's events never exist twice
+        event_name, event_id, file, row, body = built[i]
+        built[i] = None
+        blob += dumps(body)
         offsets.append(len(blob))
-    result = ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=[e.event_name for e in built],
-                         ids=[e.event_id for e in built], files=[e.file for e in built],
-                         rows=[int(e.row) for e in built], blob=bytes(blob), offsets=offsets)
-    del built, blob
-    return result
+        names.append(event_name)
+        ids.append(event_id)
+        files.append(file)
+        rows.append(int(row))
+    del built, body
+    # `blob` stays a bytearray: `_serve` sends it raw, the main process receives bytes
+    return ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=names, ids=ids, files=files,
+                       rows=rows, blob=blob, offsets=offsets)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -253,15 +301,37 @@ def _validate(validator: Any, msg: Any) -> ValidateResult:
     from capi_pipeline import extract
 
     _, _, (file_index, label, first_row, data, check_table), _ = msg
-    frame = extract.to_frame(data)
+    del msg
+    parts = data if isinstance(data, list) else [data]
     del data
-    if check_table:
-        validator.check_table(frame, file=label)
-    res = validator.validate(frame, file=label, first_row=first_row)
+    sizes = [p.num_rows if hasattr(p, "num_rows") else len(p) for p in parts]
+    if check_table:  # the table-level check sees the file's first chunk, as in one process
+        validator.check_table(extract.to_frame(parts[0]), file=label)
+    frame = _one_frame(parts)
+    del parts
+    res = validator.validate(frame, file=label, first_row=first_row, chunk_sizes=sizes)
     # the validator keeps each chunk's GX result for Data Docs; here they go to the main process instead
     entry = pickle.dumps(validator._docs.pop()) if validator._docs else None
     validator._docs_stored = min(validator._docs_stored, len(validator._docs))
     return ValidateResult(file_index=file_index, rows=len(frame), rejections=res.rejections, docs_entry=entry)
+
+
+def _one_frame(parts: list[Any]) -> Any:
+    """One frame (index 0..n-1) of consecutive `read_raw` chunks of one file."""
+    from capi_pipeline import extract
+
+    if len(parts) == 1:
+        return extract.to_frame(parts[0])
+    if all(hasattr(p, "num_rows") for p in parts):
+        import pyarrow as pa
+
+        try:
+            return extract.to_frame(pa.Table.from_batches(parts))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # chunks whose schemas differ: pandas lines them up
+            pass
+    import pandas as pd
+
+    return pd.concat([extract.to_frame(p) for p in parts], ignore_index=True)
 
 
 def _docs(validator: Any, msg: Any) -> str | None:
@@ -285,6 +355,7 @@ class TransformPool:
 
     def __init__(self, n: int, init: dict[str, Any]) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that runs threads (uploads, GX)
+        _fixed_mmap_threshold()  # this process receives the chunks' results (tens of MB each)
         self.workers: list[tuple[Any, Connection]] = []
         with _main_module_hidden():
             for i in range(n):
@@ -310,7 +381,7 @@ class TransformPool:
         while live and time.monotonic() < deadline:
             for conn in wait(list(live), timeout=_POLL_S):
                 try:
-                    conn.recv()
+                    conn.recv_bytes()  # not unpickled: it may be a result's raw JSON (see "done+blob")
                 except (EOFError, OSError):
                     live.pop(conn).join(timeout=5)
             for conn, proc in list(live.items()):
@@ -379,6 +450,8 @@ class TransformPool:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
+                del item
+                _trim()  # the consumer is done with that chunk: hand its memory back
         finally:
             stop.set()
             feeder.join()
@@ -456,6 +529,12 @@ class TransformPool:
                 marks[seq] = (conn, msg[2])
             return
         self._load[id(conn)] -= 1
+        if kind == "done+blob":  # a ChunkResult whose JSON blob follows as raw bytes
+            kind = "done"
+            try:
+                msg[2].blob = conn.recv_bytes()
+            except (EOFError, OSError):
+                raise WorkerError("a worker process died (out of memory or killed?)") from None
         if kind == "done":
             value: Any = msg[2]
         else:
@@ -491,25 +570,46 @@ def _main_module_hidden() -> Iterator[None]:
             setattr(main, k, v)
 
 
-def validate_tasks(cfg: Any, files: list[tuple[Path, str]]) -> Iterator[tuple[int, str, int, Any, bool]]:
-    """Pass 1's chunks as worker tasks: (file index, file label, first row, raw chunk, check the table?)."""
+VALIDATE_ROWS = 100_000  # rows per GX call in pass 1 (consecutive chunks of one file): GX costs mostly per call
+
+
+def validate_tasks(cfg: Any, files: list[tuple[Path, str]], *, max_rows: int = VALIDATE_ROWS
+                   ) -> Iterator[tuple[int, str, int, Any, bool]]:
+    """Pass 1's chunks as worker tasks: (file index, file label, first row, raw chunks, check the table?).
+
+    Consecutive chunks of one file go together (up to `max_rows` rows) and are validated in one GX call;
+    the contract still looks for duplicates inside each chunk only, so the outcome is the same.
+    """
     from capi_pipeline import extract
 
     for i, (path, name) in enumerate(files):
         first = True
+        group: list[Any] = []
+        group_first = group_rows = 0
         for first_row, data in extract.read_raw(path, cfg.source.format, cfg.source.batch_rows, name=name):
-            yield i, name, first_row, data, first
-            first = False
+            n = data.num_rows if hasattr(data, "num_rows") else len(data)
+            if group and group_rows + n > max_rows:
+                yield i, name, group_first, group, first
+                first = False
+                group = []
+            if not group:
+                group_first, group_rows = first_row, 0
+            group.append(data)
+            group_rows += n
+            del data
+        if group:
+            yield i, name, group_first, group, first
 
 
 def chunk_tasks(cfg: Any, validations: Iterable[Any]) -> Iterator[tuple[str, int, Any, set[int]]]:
     """Pass 2's chunks as worker tasks: (file label, first row, raw chunk, rows pass 1 rejected in it)."""
     from capi_pipeline import extract
+    from capi_pipeline.pipeline import transform_rows
 
     for fv in validations:
         rejected = np.fromiter(fv.rejected_rows, dtype=np.int64, count=len(fv.rejected_rows))
         rejected.sort()
-        for first_row, data in extract.read_raw(fv.path, cfg.source.format, cfg.source.batch_rows, name=fv.name):
+        for first_row, data in extract.read_raw(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name):
             n = data.num_rows if hasattr(data, "num_rows") else len(data)
             lo, hi = np.searchsorted(rejected, [first_row, first_row + n])
             yield fv.name, first_row, data, set(rejected[lo:hi].tolist())

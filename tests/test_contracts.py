@@ -352,6 +352,22 @@ def test_duplicates_only_among_valid_rows(validators: dict[str, ContractValidato
     assert result.valid.tolist() == [False, True, False]
 
 
+def test_several_chunks_in_one_call_equal_one_call_each(validators: dict[str, ContractValidator]) -> None:
+    """`chunk_sizes`: one GX call over consecutive chunks, duplicates still looked for inside each chunk."""
+    frame = _offline(6)
+    frame.loc[1, "order_id"] = frame.loc[0, "order_id"]  # a duplicate inside chunk 1 (rows 1-3)
+    frame.loc[3, "order_id"] = frame.loc[0, "order_id"]  # same key in chunk 2 (rows 4-6): not a duplicate there
+    frame.loc[4, "currency"] = "$$$"
+    v = validators["offline_conversions"]
+    together = v.validate(frame, file="f", first_row=1, chunk_sizes=[3, 3])
+    parts = [v.validate(frame.iloc[:3].reset_index(drop=True), file="f", first_row=1),
+             v.validate(frame.iloc[3:].reset_index(drop=True), file="f", first_row=4)]
+    assert together.rejections == parts[0].rejections + parts[1].rejections
+    assert [(r["row"], r["rule"]) for r in together.rejections] == [(2, "duplicate_event_id"), (5, "invalid_pattern")]
+    assert together.valid.tolist() == parts[0].valid.tolist() + parts[1].valid.tolist()
+    assert together.counts == {"duplicate_event_id": 1, "invalid_pattern": 1}
+
+
 def test_empty_chunk(validators: dict[str, ContractValidator]) -> None:
     frame = _offline().iloc[:0]
     validators["offline_conversions"].check_table(frame, file="e")
