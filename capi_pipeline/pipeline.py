@@ -471,7 +471,7 @@ def _validate_partition(cfg: PipelineConfig, date: str, stats: RunStats,
     """Pass 1: the contract over every file; raises before anything is sent on a table-level failure.
 
     With a pool the chunks are validated in its processes (same order, same records); its Data Docs are then
-    built by a worker while pass 2 runs (`TransformPool.finish_docs`).
+    built after pass 2, in a fresh process (`TransformPool.finish_docs`).
     """
     if pool is not None:
         return _validate_partition_pooled(cfg, date, stats, quarantine, pool)

@@ -339,15 +339,30 @@ def _values(canon: pd.DataFrame, name: str, positions: np.ndarray) -> list[Any]:
 class SeenEvents:
     """Remembers (event_name, event_id) across the chunks of one partition.
 
-    Keys are kept as 64-bit hashes in a sorted array (8 bytes per event); a false duplicate needs a 64-bit
-    collision (~3e-6 for 10 million events in one partition).
+    Keys are kept as 64-bit hashes (8 bytes per event; a Python set of ints would take ~60) in a few sorted
+    blocks, merged LSM-style: each chunk's new keys become a block, and a block is merged into the one before it
+    while that one is at most `_MERGE_RATIO` times larger and the result stays within `_MAX_BLOCK` keys. So a chunk
+    never copies all the keys seen so far (the one-sorted-array version copied ~80 MB per chunk at 10 million),
+    a merge copies at most `_MAX_BLOCK` keys, and a lookup is one binary search per block (a few dozen blocks at
+    10 million). A false duplicate needs a 64-bit collision (~3e-6 for 10 million events in one partition).
     """
 
+    _MAX_BLOCK = 1 << 21  # keys per block at most (16 MiB)
+    _MERGE_RATIO = 2
+
     def __init__(self) -> None:
-        self._seen = np.zeros(0, dtype=np.uint64)
+        self._blocks: list[np.ndarray] = []  # each sorted, unique, disjoint from the others
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return self._count
+
+    @property
+    def _seen(self) -> np.ndarray:
+        """All remembered hashes as one sorted array (a copy: for tests and debugging only)."""
+        if not self._blocks:
+            return np.zeros(0, dtype=np.uint64)
+        return np.sort(np.concatenate(self._blocks))
 
     def mark(self, canon: pd.DataFrame) -> np.ndarray:
         """Bool per row: True for the 2nd+ occurrence (in this chunk or an earlier one); remembers the rest.
@@ -376,32 +391,33 @@ class SeenEvents:
         """Bool per hash: seen in an earlier call or earlier in `h`; remembers the new ones."""
         h = np.asarray(h, dtype=np.uint64)
         earlier = np.zeros(len(h), dtype=bool)
-        if len(self._seen) and len(h):
-            at = np.searchsorted(self._seen, h)
-            at[at == len(self._seen)] = 0
-            earlier = self._seen[at] == h
+        if len(h) and self._blocks:
+            order = np.argsort(h, kind="stable")
+            hs = h[order]  # sorted queries: each binary search starts where the last one ended (3x faster)
+            found = np.zeros(len(h), dtype=bool)
+            for block in self._blocks:
+                at = np.searchsorted(block, hs)
+                at[at == len(block)] = 0
+                found |= block[at] == hs
+            earlier[order] = found
+            del order, hs, found
         within = pd.Series(h).duplicated(keep="first").to_numpy()
         is_dup = earlier | within
         fresh = np.unique(h[~is_dup])  # sorted
         if len(fresh):
-            # merge into the sorted array: one O(n) copy per chunk (union1d re-sorted everything: O(n^2) overall)
-            self._seen = np.insert(self._seen, np.searchsorted(self._seen, fresh), fresh)
+            self._add(fresh)
         return is_dup
-        pos = np.flatnonzero(keyed)
-        names = _text(canon, "event_name").iloc[pos]
-        ids = _text(canon, "event_id").iloc[pos]
-        keys = (names + "\x1f" + ids).to_numpy(dtype=object)
-        h = pd.util.hash_array(keys, categorize=False)
-        earlier = np.zeros(len(h), dtype=bool)
-        if len(self._seen):
-            at = np.searchsorted(self._seen, h)
-            at[at == len(self._seen)] = 0
-            earlier = self._seen[at] == h
-        within = pd.Series(h).duplicated(keep="first").to_numpy()
-        is_dup = earlier | within
-        dup[pos] = is_dup
-        fresh = np.unique(h[~is_dup])  # sorted
-        if len(fresh):
-            # merge into the sorted array: one O(n) copy per chunk (union1d re-sorted everything: O(n^2) overall)
-            self._seen = np.insert(self._seen, np.searchsorted(self._seen, fresh), fresh)
-        return dup
+
+    def _add(self, fresh: np.ndarray) -> None:
+        blocks = self._blocks
+        blocks.append(fresh)
+        self._count += len(fresh)
+        while len(blocks) > 1:
+            a, b = blocks[-2], blocks[-1]
+            if len(a) > self._MERGE_RATIO * len(b) or len(a) + len(b) > self._MAX_BLOCK:
+                break
+            merged = np.concatenate((a, b))
+            merged.sort(kind="stable")  # two sorted runs: timsort merges them in O(n)
+            blocks[-2:] = [merged]
+            del a, b, merged
+

@@ -354,9 +354,16 @@ class TransformPool:
     """
 
     def __init__(self, n: int, init: dict[str, Any]) -> None:
-        ctx = mp.get_context("spawn")  # never fork a process that runs threads (uploads, GX)
         _fixed_mmap_threshold()  # this process receives the chunks' results (tens of MB each)
+        self.n, self.init = n, init
         self.workers: list[tuple[Any, Connection]] = []
+        self._load: dict[int, int] = {}
+        self._validated = False  # the workers ran pass 1 (they hold Great Expectations' state)
+        self._docs: tuple[str, list[bytes]] | None = None
+        self._spawn(n, init)
+
+    def _spawn(self, n: int, init: dict[str, Any]) -> None:
+        ctx = mp.get_context("spawn")  # never fork a process that runs threads (uploads, GX)
         with _main_module_hidden():
             for i in range(n):
                 parent, child = ctx.Pipe(duplex=True)
@@ -365,9 +372,12 @@ class TransformPool:
                 child.close()
                 self.workers.append((proc, parent))
         self._load = {id(conn): 0 for _, conn in self.workers}
-        self._docs_conn: Connection | None = None
-        self._docs_done = False
-        self._docs_result: Any = None
+
+    def _recycle(self, n: int, init: dict[str, Any]) -> None:
+        """Replace the workers by `n` fresh ones: what the old ones allocated (GX's caches, a fragmented heap)
+        goes back to the OS with them."""
+        self.close()
+        self._spawn(n, init)
 
     def close(self) -> None:
         for proc, conn in self.workers:
@@ -402,29 +412,46 @@ class TransformPool:
 
     def transform(self, tasks: Iterable[tuple[str, int, Any, set[int]]], *, seen: Any, now: int
                   ) -> Iterator[ChunkResult]:
-        """Pass 2: `(file label, first_row, data, rejected rows)` tasks; their ChunkResults in order."""
+        """Pass 2: `(file label, first_row, data, rejected rows)` tasks; their ChunkResults in order.
+
+        After pass 1 the workers are replaced by fresh ones without the contract: pass 2 needs no GX, and
+        the memory GX kept in pass 1 would otherwise stay in both workers all through pass 2.
+        """
+        if self._validated:
+            self._validated = False
+            self._recycle(self.n, {**self.init, "contract": None})
         return self._stream("transform", tasks, seen=seen, now=now)
 
     def validate(self, tasks: Iterable[tuple[int, str, int, Any, bool]]) -> Iterator[ValidateResult]:
         """Pass 1: `(file index, file label, first_row, data, check_table)` tasks; their results in order."""
+        self._validated = True
         return self._stream("validate", tasks, seen=None, now=0)
 
     def start_docs(self, out_dir: Path, entries: list[bytes]) -> None:
-        """Build GX Data Docs from pass 1's results in one worker, while the others go on with pass 2."""
-        conn = min(self._conns, key=lambda c: self._load[id(c)])
-        conn.send(("docs", _DOCS_SEQ, (str(out_dir), entries), 0))
-        self._load[id(conn)] += 1
-        self._docs_conn = conn
+        """Remember pass 1's results for the GX Data Docs; `finish_docs` builds them after pass 2.
+
+        Not during pass 2: building them holds GX and every result in a worker, on top of its transform.
+        """
+        self._docs = (str(out_dir), list(entries))
 
     def finish_docs(self) -> str | None:
-        """The Data Docs index `start_docs` built (waits for it); None when there was nothing to build."""
-        while self._docs_conn is not None and not self._docs_done:
-            self._receive(self._docs_conn, {}, set(), {}, None)
-        self._docs_conn = None
-        self._docs_done = False
-        result, self._docs_result = self._docs_result, None
-        if isinstance(result, BaseException):
-            raise result
+        """Build the Data Docs `start_docs` was given, in one fresh process once the transform workers are
+        gone (their memory is never added to GX's); None when there was nothing to build."""
+        if self._docs is None:
+            return None
+        docs, self._docs = self._docs, None
+        self._recycle(1, self.init)
+        conn = self._conns[0]
+        conn.send(("docs", _DOCS_SEQ, docs, 0))
+        del docs
+        self._load[id(conn)] += 1
+        results: dict[int, Any] = {}
+        while _DOCS_SEQ not in results:
+            self._receive(conn, results, set(), {}, None)
+        result = results.pop(_DOCS_SEQ)
+        self.close()
+        if isinstance(result, _Failure):
+            raise result.error
         return result
 
     @property
@@ -541,9 +568,6 @@ class TransformPool:
             exc, text = msg[2], msg[3]
             log.debug("worker failed on task %d:\n%s", seq, text)
             value = exc if isinstance(exc, BaseException) else WorkerError(f"worker failed on task {seq}:\n{text}")
-        if seq == _DOCS_SEQ:
-            self._docs_result, self._docs_done = value, True
-            return
         # a failure is raised when its turn comes: the same error as one process would meet first
         results[seq] = value if kind == "done" else _Failure(value)
         finished.add(seq)
