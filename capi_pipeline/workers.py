@@ -594,7 +594,8 @@ def _main_module_hidden() -> Iterator[None]:
             setattr(main, k, v)
 
 
-VALIDATE_ROWS = 100_000  # rows per GX call in pass 1 (consecutive chunks of one file): GX costs mostly per call
+VALIDATE_ROWS = 50_000  # rows per GX call in pass 1 (consecutive chunks of one file): GX costs mostly per call,
+# but a worker peaks at ~250 MiB + ~3.3 MiB per 1,000 rows of a call (100,000 rows: ~570-680 MiB, two at once)
 
 
 def validate_tasks(cfg: Any, files: list[tuple[Path, str]], *, max_rows: int = VALIDATE_ROWS
