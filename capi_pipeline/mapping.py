@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from capi_pipeline.columns import PY_SPACE
 from capi_pipeline.config import FieldSource, PipelineConfig
 
-__all__ = ["to_canonical", "user_data_columns", "parse_event_time"]
+__all__ = ["event_keys", "key_source_columns", "parse_event_time", "to_canonical", "user_data_columns"]
 
 _TZ_SUFFIX = r"(?:[Zz]|[+-]\d{2}:?\d{2})$"
 # The ISO-8601 spellings computed column-wise: date, "T" or " ", time to the second, then "Z", an offset or
@@ -50,6 +50,8 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
         "_row": np.arange(first_row, first_row + n, dtype=np.int64),
     }
     for path, src in cfg.mapping.items():
+        if path in _KEY_PATHS:
+            continue
         if path.startswith("user_data."):
             for i, values in enumerate(_columns(frame, src)):
                 out[path if i == 0 else f"{path}#{i + 1}"] = _as_text(values)
@@ -62,18 +64,46 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
             out[path] = _list_cells(frame, src, n)
         else:
             out[path] = _scalar(path, _single(frame, src, n), src)
-    for key in ("event_name", "action_source", "custom_data.currency"):
-        default = cfg.defaults.get(key.rsplit(".", 1)[-1])
-        if default is None:
-            continue
-        col = out.get(key)
-        out[key] = pd.Series(default, index=range(n), dtype=object) if col is None else \
-            pd.Series(col, index=range(n), dtype=object).where(pd.notna(col), default)
-    out["event_id"] = _event_id(frame, cfg, out.get("event_id"), n)
-    for col in ("event_name", "action_source"):
-        if col in out:
-            out[col] = _as_text(out[col])
+    for key in ("action_source", "custom_data.currency"):
+        _default(out, key, cfg, n)
+    if "action_source" in out:
+        out["action_source"] = _as_text(out["action_source"])
+    out.update(event_keys(frame, cfg))
     return pd.DataFrame(out, index=pd.RangeIndex(n))
+
+
+_KEY_PATHS = ("event_name", "event_id")
+
+
+def event_keys(frame: pd.DataFrame, cfg: PipelineConfig) -> dict[str, pd.Series]:
+    """Meta's deduplication key of each row: `event_name` and `event_id` as `to_canonical` builds them.
+
+    Needs only `key_source_columns(cfg)` of the frame, so the duplicate check can run apart from the rest.
+    """
+    n = len(frame)
+    out: dict[str, Any] = {path: _scalar(path, _single(frame, src, n), src)
+                           for path, src in cfg.mapping.items() if path in _KEY_PATHS}
+    _default(out, "event_name", cfg, n)
+    name = out.get("event_name")
+    return {"event_name": _as_text(name) if name is not None else pd.Series([None] * n, dtype=object),
+            "event_id": _event_id(frame, cfg, out.get("event_id"), n)}
+
+
+def key_source_columns(cfg: PipelineConfig) -> list[str]:
+    """The source columns `event_keys` reads."""
+    cols = [c for path in _KEY_PATHS if path in cfg.mapping for c in cfg.mapping[path].columns if c]
+    cols += [cfg.event_id.column] if cfg.event_id.column else list(cfg.event_id.keys or ())
+    return list(dict.fromkeys(cols))
+
+
+def _default(out: dict[str, Any], key: str, cfg: PipelineConfig, n: int) -> None:
+    """Fill the missing cells of `out[key]` (or the whole column) with the pipeline's default, if it has one."""
+    default = cfg.defaults.get(key.rsplit(".", 1)[-1])
+    if default is None:
+        return
+    col = out.get(key)
+    out[key] = pd.Series(default, index=range(n), dtype=object) if col is None else \
+        pd.Series(col, index=range(n), dtype=object).where(pd.notna(col), default)
 
 
 def user_data_columns(canon: pd.DataFrame) -> list[tuple[str, str]]:

@@ -55,6 +55,7 @@ __all__ = [
     "run",
     "validate",
     "normalize_options",
+    "transform_workers",
 ]
 
 log = logging.getLogger("capi_pipeline")
@@ -168,8 +169,9 @@ _PARALLEL_MIN_BYTES = 32 * 1024 * 1024  # the same for formats without a row cou
 MAX_WORKERS = 2
 
 
-def _transform_pool(cfg: PipelineConfig, files: list[Path], workers: int | None) -> Any:
-    """A `workers.TransformPool`, or None to transform in this process."""
+def transform_workers(cfg: PipelineConfig, files: list[Path], workers: int | None = None) -> int:
+    """Transform processes for these files: `workers` if given, else `CAPI_WORKERS`, else one per core (at most
+    `MAX_WORKERS`) for a large partition and 1 (this process) otherwise."""
     if workers is None:
         env = os.environ.get("CAPI_WORKERS", "").strip()
         workers = int(env) if env.isdigit() else None
@@ -178,6 +180,12 @@ def _transform_pool(cfg: PipelineConfig, files: list[Path], workers: int | None)
         workers = min(MAX_WORKERS, cores)
         if workers > 1 and not _large(cfg, files):
             workers = 1
+    return workers
+
+
+def _transform_pool(cfg: PipelineConfig, files: list[Path], workers: int | None) -> Any:
+    """A `workers.TransformPool`, or None to transform in this process."""
+    workers = transform_workers(cfg, files, workers)
     if workers <= 1:
         return None
     from capi_pipeline.workers import TransformPool

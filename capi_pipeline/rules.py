@@ -30,6 +30,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from capi_pipeline.columns import PY_SPACE
 
 __all__ = [
     "ACTION_SOURCES",
@@ -378,6 +382,9 @@ class SeenEvents:
     @staticmethod
     def hashes(canon: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(positions of the keyed rows, their 64-bit key hashes): the half of `mark` that needs no state."""
+        fast = _key_hashes(canon)
+        if fast is not None:
+            return fast
         keyed = ~(_missing(canon, "event_name") | _missing(canon, "event_id"))
         if not keyed.any():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
@@ -421,3 +428,21 @@ class SeenEvents:
             blocks[-2:] = [merged]
             del a, b, merged
 
+
+def _key_hashes(canon: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """`SeenEvents.hashes` in Arrow for the usual case, both columns text (str or missing): the same positions
+    and hashes (trimmed as `str.strip()` does); None for any other column type."""
+    arrays = []
+    for name in ("event_name", "event_id"):
+        s = _col(canon, name)
+        if s is None or s.dtype != object or \
+                pd.api.types.infer_dtype(s.to_numpy(), skipna=True) not in ("string", "empty"):
+            return None
+        text = pc.utf8_trim(pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True), PY_SPACE)
+        arrays.append(pc.if_else(pc.greater(pc.binary_length(text), 0), text, pa.scalar(None, pa.large_string())))
+    keys = pc.binary_join_element_wise(arrays[0], arrays[1], pa.scalar("\x1f", pa.large_string()))  # null: either missing
+    pos = np.flatnonzero(pc.is_valid(keys).to_numpy(zero_copy_only=False))
+    if not len(pos):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+    keyed = keys.drop_null().to_numpy(zero_copy_only=False)
+    return pos, pd.util.hash_array(keyed, categorize=False)

@@ -1,15 +1,16 @@
 """Pass 2 on several CPU cores: `transform_chunk` runs in worker processes while the main process uploads.
 
     main, feeder thread                        worker k % n (spawned process)
-      read_raw chunk k (Arrow batch) ───────>  transform_chunk(chunk k)
-                                                  seen.mark(canon): 64-bit key hashes ──┐
-      SeenEvents.mark_hashes, in chunk order <───────────────────────────────────────────┘
-      duplicate mask ───────────────────────>     ... rules, normalize + hash, payload
+      read_raw chunk k (Arrow batch)
+      duplicate mask from its key columns
+        (SeenEvents, in chunk order)
+      chunk k + mask ───────────────────────>  transform_chunk(chunk k): mapping, rules, normalize + hash,
+                                                  payload
       <────── stats delta, quarantine records, events as JSON bytes (one blob + offsets)
     main generator: results in chunk order -> OutboundEvent(body=orjson.Fragment) -> upload.deliver
 
-Same chunks, same order, same duplicate decisions as the single-process path (duplicates are decided by the
-main process in chunk order, whichever worker gets there first), so event ids, batch ids, the quarantine and
+Same chunks, same order, same duplicate decisions as the single-process path (the main process decides a
+chunk's duplicates before sending it, from `mapping.event_keys` of only its key columns), so event ids, batch ids, the quarantine and
 the report do not depend on the number of workers. Memory stays flat: at most `ahead` chunks are read but not
 yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000) and a chunk's JSON goes
 back as raw bytes (`Connection.send_bytes`, never pickled). The uploader sends the pre-serialized bytes
@@ -23,6 +24,7 @@ still per chunk, so quarantine and counts are those of one call per chunk.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing as mp
 import pickle
@@ -93,10 +95,6 @@ class _Failure:
     error: BaseException
 
 
-class _Stopped(Exception):
-    """The main process stopped the run while this worker waited for an answer."""
-
-
 class _Records:
     """Collects quarantine records in the worker (the main process writes them, in chunk order)."""
 
@@ -107,28 +105,38 @@ class _Records:
         self.records.extend(records)
 
 
-class _RemoteSeen:
-    """`SeenEvents.mark` across processes: hashes here, the decision in the main process, in chunk order."""
+class _KnownDuplicates:
+    """`SeenEvents.mark` for a worker: the main process decided the chunk's duplicates before sending it."""
 
-    def __init__(self, conn: Connection, seq: int, inbox: queue.Queue[Any], backlog: list[Any]) -> None:
-        self.conn, self.seq, self.inbox, self.backlog = conn, seq, inbox, backlog
+    def __init__(self, dup: np.ndarray) -> None:
+        self.dup = dup
 
     def mark(self, canon: Any) -> np.ndarray:
-        from capi_pipeline.rules import SeenEvents
+        if len(canon) != len(self.dup):
+            raise WorkerError(f"duplicate mask for {len(self.dup)} rows, chunk has {len(canon)}")
+        return self.dup
 
-        pos, h = SeenEvents.hashes(canon)
-        self.conn.send(("mark", self.seq, h))
-        while True:
-            msg = self.inbox.get()
-            if msg[0] == "seen" and msg[1] == self.seq:
-                break
-            if msg[0] == "stop":  # the main process gave up on this run
-                self.backlog.insert(0, msg)
-                raise _Stopped()
-            self.backlog.append(msg)  # a task queued meanwhile
-        dup = np.zeros(len(canon), dtype=bool)
-        dup[pos] = msg[2]
-        return dup
+
+def mark_duplicates(cfg: Any, seen: Any, task: tuple[str, int, Any, set[int]]) -> np.ndarray:
+    """The duplicate mask of one pass-2 task's rows (pass 1's rejections left out, as `transform_chunk` does),
+    from only its key columns; `seen` remembers the new keys. Called in chunk order: the first occurrence wins."""
+    from capi_pipeline import extract, mapping
+
+    _, first_row, data, rejected = task
+    cols = mapping.key_source_columns(cfg)
+    if hasattr(data, "num_rows"):
+        names = set(data.schema.names)
+        data = data.select([c for c in cols if c in names])
+    else:
+        data = data[[c for c in cols if c in data.columns]]
+    frame = extract.to_frame(data)
+    if rejected:
+        rows = np.arange(first_row, first_row + len(frame))
+        frame = frame[~np.isin(rows, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))]
+        frame = frame.reset_index(drop=True)
+    import pandas as pd
+
+    return np.asarray(seen.mark(pd.DataFrame(mapping.event_keys(frame, cfg), index=frame.index)), dtype=bool)
 
 
 def _serve(conn: Connection, init: dict[str, Any]) -> None:
@@ -156,16 +164,22 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
         from capi_pipeline.contracts import ContractValidator
 
         validator = ContractValidator(init["contract"])
-    backlog: list[Any] = []
+    # No cyclic collection while a chunk is transformed (its millions of new dicts and lists would be scanned
+    # again and again; they form no cycles): one collection after each task instead, and what the imports
+    # built is never scanned again.
+    from capi_pipeline import pipeline  # noqa: F401 - imported before the freeze below, as pass 2 needs it
+
+    gc.disable()
+    gc.freeze()
     while True:
-        msg = backlog.pop(0) if backlog else inbox.get()
+        msg = inbox.get()
         kind = msg[0]
         if kind == "stop":
             return
         seq = msg[1]
         try:
             if kind == "transform":
-                result: Any = _transform(conn, msg, init, inbox, backlog)
+                result: Any = _transform(msg, init)
             elif kind == "validate":
                 result = _validate(validator, msg)
             elif kind == "docs":
@@ -182,10 +196,9 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
             else:
                 conn.send(("done", seq, result))
             del result
+            gc.collect()  # the collector's only pass per task: the chunk's objects are gone, few are left to scan
             _trim()
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the main process
-            if isinstance(exc, _Stopped):
-                continue
             text = traceback.format_exc()
             try:
                 conn.send(("error", seq, exc, text))
@@ -248,20 +261,19 @@ def _fixed_mmap_threshold() -> None:
             pass
 
 
-def _transform(conn: Connection, msg: Any, init: dict[str, Any], inbox: queue.Queue[Any], backlog: list[Any]
-               ) -> ChunkResult:
+def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
     from capi_pipeline import extract
     from capi_pipeline.pipeline import transform_chunk
     from capi_pipeline.report import RunStats
 
-    _, seq, (label, first_row, data, rejected), now = msg
+    _, seq, (label, first_row, data, rejected), now, dup = msg
     cfg = init["cfg"]
     chunk = extract.Chunk(file=label, first_row=first_row, frame=extract.to_frame(data))
     del data
     stats = RunStats(pipeline=cfg.name, date="")
     records = _Records()
     built = transform_chunk(cfg, chunk, rejected, stats, records, options=init["options"],
-                            rule_settings=init["rule_settings"], seen=_RemoteSeen(conn, seq, inbox, backlog), now=now)
+                            rule_settings=init["rule_settings"], seen=_KnownDuplicates(dup), now=now)
     del chunk
     blob = bytearray()
     offsets = [0]
@@ -447,7 +459,7 @@ class TransformPool:
         self._load[id(conn)] += 1
         results: dict[int, Any] = {}
         while _DOCS_SEQ not in results:
-            self._receive(conn, results, set(), {}, None)
+            self._receive(conn, results)
         result = results.pop(_DOCS_SEQ)
         self.close()
         if isinstance(result, _Failure):
@@ -504,9 +516,7 @@ class TransformPool:
     def _feed_loop(self, kind: str, tasks: Iterator[Any], seen: Any, now: int, ahead: int, put: Any,
                    stop: threading.Event) -> None:
         conns = self._conns
-        submitted = next_out = next_mark = 0
-        marks: dict[int, tuple[Connection, Any]] = {}
-        finished: set[int] = set()  # chunks whose task ended (their duplicate question is over too)
+        submitted = next_out = 0
         results: dict[int, Any] = {}
         exhausted = False
         while not stop.is_set():
@@ -517,23 +527,19 @@ class TransformPool:
                     exhausted = True
                     break
                 conn = min(conns, key=lambda c: self._load[id(c)])
-                conn.send((kind, submitted, task, now))
+                if kind == "transform":
+                    # duplicates are decided here, in chunk order (the first occurrence wins, as in one process),
+                    # before the chunk leaves: no worker ever waits for another's chunk
+                    conn.send((kind, submitted, task, now, mark_duplicates(self.init["cfg"], seen, task)))
+                else:
+                    conn.send((kind, submitted, task, now))
                 del task
                 self._load[id(conn)] += 1
                 submitted += 1
             if exhausted and next_out == submitted:
                 return
             for conn in wait(conns, timeout=_POLL_S):
-                self._receive(conn, results, finished, marks, seen, next_mark)
-            # duplicate questions are answered strictly in chunk order: the first occurrence wins, as in one process
-            while True:
-                if next_mark in marks:
-                    conn, h = marks.pop(next_mark)
-                    conn.send(("seen", next_mark, seen.mark_hashes(h)))
-                elif next_mark not in finished:
-                    break
-                finished.discard(next_mark)
-                next_mark += 1
+                self._receive(conn, results)
             while next_out in results:
                 item = results.pop(next_out)
                 if isinstance(item, _Failure):
@@ -542,19 +548,12 @@ class TransformPool:
                     return
                 next_out += 1
 
-    def _receive(self, conn: Connection, results: dict[int, Any], finished: set[int],
-                 marks: dict[int, tuple[Connection, Any]], seen: Any, next_mark: int = 0) -> None:
+    def _receive(self, conn: Connection, results: dict[int, Any]) -> None:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
             raise WorkerError("a worker process died (out of memory or killed?)") from None
         kind, seq = msg[0], msg[1]
-        if kind == "mark":
-            if seq < next_mark:  # a second question from one chunk: answer at once
-                conn.send(("seen", seq, seen.mark_hashes(msg[2])))
-            else:
-                marks[seq] = (conn, msg[2])
-            return
         self._load[id(conn)] -= 1
         if kind == "done+blob":  # a ChunkResult whose JSON blob follows as raw bytes
             kind = "done"
@@ -570,7 +569,6 @@ class TransformPool:
             value = exc if isinstance(exc, BaseException) else WorkerError(f"worker failed on task {seq}:\n{text}")
         # a failure is raised when its turn comes: the same error as one process would meet first
         results[seq] = value if kind == "done" else _Failure(value)
-        finished.add(seq)
 
 
 @contextlib.contextmanager

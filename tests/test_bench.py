@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = [
     pytest.param(["transform.py", "--rows", "2000"],
                  r"^transform speed-up vs facebook-business SDK: \d+\.\dx$", id="transform"),
+    pytest.param(["transform.py", "--rows", "2000", "--workers", "2", "--no-compare"],
+                 r"^transform speed-up vs facebook-business SDK: \d+\.\dx$", id="transform-2-workers"),
     pytest.param(["upload.py", "--events", "2000", "--latency-ms", "5", "--sdk-batch-sizes", "50,1000"],
                  r"^upload speed-up vs facebook-business BatchProcessor: \d+\.\dx$", id="upload"),
     pytest.param(["e2e.py", "--rows", "2000", "--part-rows", "1000"],

@@ -219,7 +219,7 @@ def test_seen_events_scale() -> None:
 
 
 def test_seen_events_split_in_halves_matches_mark() -> None:
-    """hashes() + mark_hashes() (the worker / main-process split) decide exactly like mark()."""
+    """hashes() + mark_hashes() decide exactly like mark()."""
     chunks = [frame([offline(event_id="a"), offline(event_id="b"), offline(event_id="a"), offline(event_id=None)]),
               frame([offline(event_id="b"), offline(event_id="c"), offline(event_id="c", event_name="Lead")])]
     whole, split = SeenEvents(), SeenEvents()
@@ -229,6 +229,23 @@ def test_seen_events_split_in_halves_matches_mark() -> None:
         dup[pos] = split.mark_hashes(h)
         assert dup.tolist() == whole.mark(chunk).tolist()
     assert len(split) == len(whole) == 4
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_seen_events_hashes_of_text_columns_match_the_general_path(seed: int) -> None:
+    """Object columns of str (the Arrow path) hash like the same values in pandas' str dtype (the general
+    path): same keyed rows, same hashes; blanks, Python-only whitespace and the separator itself included."""
+    import random
+
+    rng = random.Random(seed)
+    cells = [None, "", " ", "Purchase", " Purchase ", "\x1cLead\x1f", "é", "a\x1fb", "x", "\u3000y", "1", " 1"]
+    n = 200
+    obj = pd.DataFrame({"event_name": pd.Series([rng.choice(cells) for _ in range(n)], dtype=object),
+                        "event_id": pd.Series([rng.choice(cells) for _ in range(n)], dtype=object)})
+    general = obj.astype("str").where(obj.notna(), None).astype("string")
+    (pos_a, h_a), (pos_b, h_b) = SeenEvents.hashes(obj), SeenEvents.hashes(general)
+    assert pos_a.tolist() == pos_b.tolist() and len(pos_a) > 0
+    assert h_a.tolist() == h_b.tolist()
 
 
 def test_seen_events_many_chunks_stay_sorted_and_linear() -> None:
