@@ -287,6 +287,12 @@ def _pragmas(dbapi_conn: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     # NORMAL in WAL mode survives a process crash (kill -9); only power loss may drop the last commits
     cur.execute("PRAGMA synchronous=NORMAL")
+    # In WAL mode with NORMAL, fsync happens only at checkpoints. A batch of 1,000 events with random keys dirties
+    # ~1,000 pages (4 MB of WAL), so SQLite's default (checkpoint every 1,000 pages) fsynced after every batch:
+    # most of the upload's wall time at a million events. Checkpoint every 64 MB instead; the WAL file is cut
+    # back to that size after each one. Crash safety is unchanged (it does not depend on checkpoints).
+    cur.execute("PRAGMA wal_autocheckpoint=16384")
+    cur.execute("PRAGMA journal_size_limit=67108864")
     cur.close()
 
 
