@@ -1,14 +1,12 @@
 """Transform throughput: our vectorized stages vs Meta's Python SDK building the same events.
 
-    python bench/transform.py [--rows 200000] [--seed 7] [--workdir DIR] [--no-compare] [--workers N]
+    python bench/transform.py [--rows 200000] [--seed 7] [--workdir DIR] [--no-compare]
 
 Generates N messy offline rows (sample generator, bad_rate 0.05), reads them into memory, then times, in this
 process and on the same in-memory frames (file reading is outside both timings):
 
   ours  pipeline.transform_chunk per chunk of `source.batch_rows` (mapping, Meta's rules, normalize + hash,
-        payload incl. LDU, each event's JSON built column-wise) and request bodies of 1,000 events as the uploader
-        builds them (orjson over pre-serialized events); no contract pass, no quarantine file. With 2 cores it
-        also runs in `pipeline.run`'s worker processes, which is the headline number (`--workers 1`: one process).
+        payload incl. LDU) and orjson request bodies of 1,000 events; no contract pass, no quarantine file.
   SDK   facebook-business 26: per row the user code an SDK user writes (parse event_time, JSON items, gender
         word -> Gender), UserData / CustomData / Content / Event, then `Event.normalize()` (the SDK's normalize +
         hash, the part of `EventRequest.execute()` before HTTP) and the request params of 1,000 events exactly as
@@ -75,12 +73,12 @@ def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
     phones: dict[tuple[str, int], Any] = {}
     for chunk in chunks:
         built = transform_chunk(cfg, chunk, set(), stats, None, options=options, rule_settings=rule_settings,
-                                seen=seen, now=now, as_json=True)
-        events += len(built.names)
-        for e in built.events(as_dict=keep_phones):
-            if keep_phones:
+                                seen=seen, now=now)
+        events += len(built)
+        if keep_phones:
+            for e in built:
                 phones[(e.file, e.row)] = e.body["user_data"].get("ph")
-            pending.append(e.body)
+        pending.extend(e.body for e in built)
         done = 0
         while len(pending) - done >= BATCH:
             nbytes += len(orjson.dumps({"data": pending[done:done + BATCH]}))

@@ -9,12 +9,9 @@ as null. Decisions (README "Choices"): currency is sent upper-case (ISO-4217 spe
     by_state  a row whose US state is covered -> ["LDU"], 1, that state's code; every other row -> [] (explicit off)
     consent   a row whose consent column is true -> LDU (state code when covered, else 0/0); others -> []
 
-Two builders, same events: `build_json` (what the pipeline sends) serializes column-wise in Arrow: each field
-becomes a column of `,"key":value` fragments (values encoded once per distinct number or list, strings quoted in
-C and escaped by orjson only where needed), concatenated per row in C, with no Python work per event.
-`build_events` builds dicts (for callers that want to look inside an event): columns become Python lists once;
-the per-row work is one loop generated for the chunk's shape (which fields exist, which can be null) and cached.
-Tests hold the two to the same objects.
+Speed: columns become Python lists once (missing values -> None, column-wise); the per-row work is one loop
+generated for the chunk's shape (which fields exist, which can be null) and cached, so a row costs only its dict
+inserts — no per-field lookups, no generic "skip the nulls" loop.
 """
 
 from __future__ import annotations
@@ -25,12 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-__all__ = ["LDU_STATE_CODES", "JsonPayloads", "OutboundEvent", "Payloads", "build_events", "build_json"]
+__all__ = ["LDU_STATE_CODES", "OutboundEvent", "Payloads", "build_events"]
 
 LDU_STATE_CODES: dict[str, int] = {
     "ca": 1000, "co": 1001, "ct": 1002, "fl": 1003, "or": 1004, "tx": 1005, "mt": 1006, "de": 1007,
@@ -113,165 +107,6 @@ def build_events(canon: pd.DataFrame, user_data: Mapping[str, pd.Series], *, ldu
     build = _builder(tuple(spec), names["event_name"], names["event_id"])
     events = build(cols, canon["_file"].tolist(), canon["_row"].tolist())
     return Payloads(events=events, ldu_by_state=ldu_counts, present=present)
-
-
-@dataclass
-class JsonPayloads:
-    """`build_events`' events as JSON text, one Arrow string per event (what a worker process sends back)."""
-
-    json: pa.Array  # large_string, one JSON object per row of the canonical frame
-    ldu_by_state: Counter = field(default_factory=Counter)
-    present: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def blob(self) -> tuple[bytes, list[int]]:
-        """All events' JSON as one bytes object and the len + 1 boundaries of each event in it."""
-        arr = self.json
-        if len(arr) == 0:
-            return b"", [0]
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-        start, end = int(offsets[0]), int(offsets[-1])
-        data = arr.buffers()[2]
-        return data[start:end].to_pybytes(), (offsets - start).tolist()
-
-
-def build_json(canon: pd.DataFrame, user_data: Mapping[str, pd.Series], *, ldu_policy: str = "off",
-               ldu_states: pd.Series | None = None, ldu_consent: pd.Series | None = None) -> JsonPayloads:
-    """The events `build_events` builds, serialized column-wise in Arrow instead of as dicts.
-
-    Each field becomes a column of `,"key":<JSON value>` fragments (empty where the value is missing); a row's
-    fragments are concatenated in C, nested objects wrapped around their own fragments and left out when empty.
-    `json.loads` of each text equals the dict `build_events` makes; the key order is Meta's, as there, except
-    that a nested object sits where its first field is, present on that row or not.
-    """
-    n = len(canon)
-    if n == 0:
-        return JsonPayloads(json=pa.array([], type=_JSON))
-    for required in ("event_name", "event_id"):
-        if required not in canon.columns or canon[required].isna().any():
-            raise KeyError(required)  # rules.check_rows rejects such rows first (see build_events)
-    top: list[tuple[tuple[str, ...], pa.Array]] = []
-    for name in _SERVER_FIELDS:
-        if name in canon.columns:
-            top.append(((name,), _encode(canon[name])))
-    present: dict[str, np.ndarray] = {}
-    user: list[tuple[tuple[str, ...], pa.Array]] = []
-    for key, s in user_data.items():
-        enc = _encode(s if s.index.equals(canon.index) else s.reindex(canon.index))
-        present[key] = pc.is_valid(enc).to_numpy(zero_copy_only=False)
-        user.append(((key,), enc))
-    top.append((("user_data",), _wrap(_fields(user, n), always=True)))
-    for prefix, key in (("custom_data.", "custom_data"), ("app_data.", "app_data")):
-        nested = []
-        for col in canon.columns:
-            if col.startswith(prefix):
-                values = canon[col]
-                if col == "custom_data.currency":
-                    values = pd.Series(_upper(values.tolist()), index=values.index, dtype=object)
-                nested.append((tuple(col[len(prefix):].split(".")), _encode(values)))
-        if nested:
-            top.append(((key,), _wrap(_fields(nested, n), always=False)))
-    ldu, ldu_counts = _ldu(n, ldu_policy, ldu_states, ldu_consent, canon.index)
-    for key, (values, _) in zip(_LDU_KEYS, ldu or ()):
-        top.append(((key,), _encode(pd.Series(values, dtype=object))))
-    body = _fields(top, n)
-    json = pc.binary_join_element_wise(_text("{"), pc.utf8_slice_codeunits(body, 1), _text("}"), _text(""))
-    if isinstance(json, pa.ChunkedArray):
-        json = json.combine_chunks()
-    return JsonPayloads(json=json, ldu_by_state=ldu_counts, present=present)
-
-
-_JSON = pa.large_string()
-_NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what JSON must escape in a string (orjson escapes nothing else)
-
-
-def _text(value: str) -> pa.Scalar:
-    return pa.scalar(value, _JSON)
-
-
-def _fields(entries: list[tuple[tuple[str, ...], pa.Array]], n: int) -> pa.Array:
-    """`,"k":v` for every present field of each row, concatenated in entry order ("" when none is present);
-    entries with longer paths become nested objects at the position of their first entry."""
-    parts: list[pa.Array] = []
-    groups: dict[str, list[tuple[tuple[str, ...], pa.Array]]] = {}
-    order: list[tuple[str, Any]] = []
-    for path, enc in entries:
-        if len(path) == 1:
-            order.append(("leaf", (path[0], enc)))
-        else:
-            if path[0] not in groups:
-                groups[path[0]] = []
-                order.append(("group", path[0]))
-            groups[path[0]].append((path[1:], enc))
-    for kind, item in order:
-        if kind == "leaf":
-            key, enc = item
-            parts.append(pc.fill_null(pc.binary_join_element_wise(_text("," + _key(key)), enc, _text("")),
-                                      _text("")))
-        else:
-            parts.append(_wrap(_fields(groups[item], n), always=False, key=item))
-    if not parts:
-        return pa.array([""] * n, type=_JSON)
-    if len(parts) == 1:
-        return parts[0]
-    return pc.binary_join_element_wise(*parts, _text(""))
-
-
-def _wrap(inner: pa.Array, *, always: bool, key: str | None = None) -> pa.Array:
-    """Fragments `inner` (each starting with ",") as one object field; rows without any stay empty unless
-    `always` (user_data is always sent). Without `key` the result is a value for a `top` entry."""
-    obj = pc.binary_join_element_wise(_text("{"), pc.utf8_slice_codeunits(inner, 1), _text("}"), _text(""))
-    if key is not None:
-        obj = pc.binary_join_element_wise(_text("," + _key(key)), obj, _text(""))
-    if always:
-        return obj
-    empty = pa.scalar(None, _JSON) if key is None else _text("")
-    return pc.if_else(pc.greater(pc.binary_length(inner), 0), obj, empty)
-
-
-def _key(name: str) -> str:
-    return orjson.dumps(name).decode() + ":"
-
-
-def _encode(s: pd.Series) -> pa.Array:
-    """A column as JSON texts (null where missing), as orjson writes each value."""
-    if s.dtype.kind == "f":
-        arr = s.to_numpy(dtype=float, na_value=np.nan)
-        codes, uniq = pd.factorize(arr, use_na_sentinel=True)
-        texts = np.array([orjson.dumps(v).decode() for v in uniq.tolist()] + [None], dtype=object)
-        return pa.array(texts[codes], type=_JSON)
-    if isinstance(s.dtype, pd.Int64Dtype) or s.dtype.kind in "iu":
-        return pc.cast(pa.array(s.array if isinstance(s.dtype, pd.Int64Dtype) else s.to_numpy()), _JSON)
-    obj = s.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
-        return _quote(pa.array(obj, type=_JSON, from_pandas=True))
-    # mixed cells (user_data: a str, or a list when a row has several values; lists, dicts, numbers, bools)
-    cells = obj.tolist()
-    missing = pd.isna(obj)
-    enc = _quote(pa.array([v if type(v) is str else None for v in cells], type=_JSON))
-    other = [i for i, v in enumerate(cells) if type(v) is not str and (isinstance(v, (list, dict)) or not missing[i])]
-    if other:
-        cache: dict[int, str] = {}  # lists and dicts repeat as the same objects (parsed once per distinct text)
-        texts = []
-        for i in other:
-            v = cells[i]
-            text = cache.get(id(v))
-            if text is None:
-                text = cache[id(v)] = orjson.dumps(v).decode()
-            texts.append(text)
-        mask = np.zeros(len(cells), dtype=bool)
-        mask[other] = True
-        enc = pc.replace_with_mask(enc, pa.array(mask), pa.array(texts, type=_JSON))
-    return enc
-
-
-def _quote(arr: pa.Array) -> pa.Array:
-    """Strings as JSON strings: quoted in C; the few that need escapes through orjson."""
-    quoted = pc.binary_join_element_wise(_text('"'), arr, _text('"'), _text(""))
-    escape = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
-    if pc.any(escape).as_py():
-        texts = [orjson.dumps(v).decode() for v in arr.filter(escape).to_pylist()]
-        quoted = pc.replace_with_mask(quoted, escape, pa.array(texts, type=_JSON))
-    return quoted
 
 
 def _values(s: pd.Series) -> tuple[list[Any], np.ndarray | None]:

@@ -7,7 +7,7 @@ A row's path to Meta, in order:
     mapping.to_canonical       source columns -> CAPI-named columns, event_time in seconds, stable event_id
     rules.check_rows           Meta's per-row rules (time window, Purchase value/currency, app_data, ...)
     normalize.normalize_user_data   normalize + hash each user_data key
-    payload.build_json         each event's JSON text (built column-wise) + Limited Data Use
+    payload.build_events       event dicts + Limited Data Use
     upload.deliver             batches -> client.CapiClient (or DryRunClient), exactly once via ledger.Ledger
     report                     report.json / report.html / quarantine.csv in the run's output folder
 
@@ -564,8 +564,8 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
             as_dict: bool = False) -> Iterator[Any]:
     """Pass 2: stream the partition's valid rows as events (a generator the uploader consumes).
 
-    Either way the events carry their body pre-serialized (`orjson.Fragment`; a dict when `as_dict`, for the
-    dry-run files); with a `workers.TransformPool` the chunks are transformed in its processes.
+    With a `workers.TransformPool` the chunks are transformed in its processes and the events carry their
+    body pre-serialized (`orjson.Fragment`; a dict when `as_dict`, for the dry-run files).
     """
     from capi_pipeline.rules import RuleSettings, SeenEvents
 
@@ -587,42 +587,17 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
     for fv in validations:
         for chunk in extract.read_chunks(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name):
             built = transform_chunk(cfg, chunk, fv.rejected_rows, stats, quarantine, options=options,
-                                    rule_settings=rule_settings, seen=seen, now=clock, as_json=True)
-            yield from built.events(as_dict=as_dict)
+                                    rule_settings=rule_settings, seen=seen, now=clock)
+            yield from built
 
 
 def transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: set[int], stats: RunStats,
                     quarantine: QuarantineWriter | None, *, options: Any, rule_settings: Any, seen: Any,
-                    now: int, as_json: bool = False) -> Any:
-    """One chunk through mapping, rules, normalization and payload; rejections go to quarantine.
-
-    Returns the events (`payload.OutboundEvent`s), or with `as_json` a `JsonChunk`: the same events as JSON
-    text built column-wise (what a worker process sends back).
-    """
+                    now: int) -> list[Any]:
+    """One chunk through mapping, rules, normalization and payload; rejections go to quarantine."""
     with _gc_paused():
         return _transform_chunk(cfg, chunk, rejected_rows, stats, quarantine, options=options,
-                                rule_settings=rule_settings, seen=seen, now=now, as_json=as_json)
-
-
-@dataclass
-class JsonChunk:
-    """A chunk's events as parallel lists of their ids and one JSON text per event."""
-
-    names: list[str]
-    ids: list[str]
-    files: list[str]
-    rows: list[int]
-    payloads: payload.JsonPayloads
-
-    def events(self, *, as_dict: bool = False) -> Iterator[payload.OutboundEvent]:
-        """The events with their body pre-serialized (`orjson.Fragment`, what the uploader sends as is), or
-        parsed back into dicts when `as_dict` (dry-run files)."""
-        import orjson
-
-        blob, offsets = self.payloads.blob()
-        load = orjson.loads if as_dict else orjson.Fragment
-        for i, (name, event_id, file, row) in enumerate(zip(self.names, self.ids, self.files, self.rows)):
-            yield payload.OutboundEvent(name, event_id, file, row, load(blob[offsets[i]:offsets[i + 1]]))
+                                rule_settings=rule_settings, seen=seen, now=now)
 
 
 @contextlib.contextmanager
@@ -645,7 +620,7 @@ def _gc_paused() -> Iterator[None]:
 
 def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: set[int], stats: RunStats,
                      quarantine: QuarantineWriter | None, *, options: Any, rule_settings: Any, seen: Any,
-                     now: int, as_json: bool = False) -> Any:
+                     now: int) -> list[Any]:
     from capi_pipeline import normalize, rules
 
     t0 = time.perf_counter()
@@ -711,10 +686,10 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
     if cfg.ldu.policy == "consent" and cfg.ldu.consent_column:
         consent_src = frame[cfg.ldu.consent_column] if cfg.ldu.consent_column in frame else None
         ldu_consent = _consent(consent_src, first_rows, canon["_row"]) if consent_src is not None else None
-    build = payload.build_json if as_json else payload.build_events
-    built = build(canon, values, ldu_policy=cfg.ldu.policy, ldu_states=ldu_states, ldu_consent=ldu_consent)
+    built = payload.build_events(canon, values, ldu_policy=cfg.ldu.policy, ldu_states=ldu_states,
+                                 ldu_consent=ldu_consent)
     stats.ldu.update(built.ldu_by_state)
-    stats.events_built += len(canon)
+    stats.events_built += len(built.events)
     if len(canon):
         _count_events(stats, canon, built.present, now)
     if quarantine is not None and rejections:
@@ -724,9 +699,6 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
     stats.stage_seconds["rules"] += t2 - t1
     stats.stage_seconds["normalize_hash"] += t3 - t2
     stats.stage_seconds["payload"] += t4 - t3
-    if as_json:
-        return JsonChunk(names=canon["event_name"].tolist(), ids=canon["event_id"].tolist(),
-                         files=canon["_file"].tolist(), rows=canon["_row"].tolist(), payloads=built)
     return built.events
 
 

@@ -2,19 +2,19 @@
 
     main, feeder thread                        worker k % n (spawned process)
       read_raw chunk k (Arrow batch)
-      its duplicate mask (SeenEvents, from
-        the key columns, in chunk order)
-      chunk k + mask ───────────────────────>  transform_chunk(chunk k, as_json): mapping, rules,
-                                                  normalize + hash, payload.build_json
+      duplicate mask from its key columns
+        (SeenEvents, in chunk order)
+      chunk k + mask ───────────────────────>  transform_chunk(chunk k): mapping, rules, normalize + hash,
+                                                  payload
       <────── stats delta, quarantine records, events as JSON bytes (one blob + offsets)
     main generator: results in chunk order -> OutboundEvent(body=orjson.Fragment) -> upload.deliver
 
 Same chunks, same order, same duplicate decisions as the single-process path (the main process decides a
-chunk's duplicates before sending it, from `mapping.event_keys` of only its key columns), so event ids, batch
-ids, the quarantine and the report do not depend on the number of workers. Memory stays flat: at most `ahead`
-chunks are read but not yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000)
-and a chunk's JSON goes back as raw bytes (`Connection.send_bytes`, never pickled). The uploader sends the
-pre-serialized bytes (`orjson.Fragment`), so events are never rebuilt as dicts in the main process.
+chunk's duplicates before sending it, from `mapping.event_keys` of only its key columns), so event ids, batch ids, the quarantine and
+the report do not depend on the number of workers. Memory stays flat: at most `ahead` chunks are read but not
+yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000) and a chunk's JSON goes
+back as raw bytes (`Connection.send_bytes`, never pickled). The uploader sends the pre-serialized bytes
+(`orjson.Fragment`), so events are never rebuilt as dicts in the main process.
 
 Pass 1 (`validate_tasks`) hands a worker up to `VALIDATE_ROWS` rows of consecutive chunks of one file at once:
 one Great Expectations call for all of them (GX costs mostly per call), with the contract's duplicate check
@@ -273,12 +273,30 @@ def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
     stats = RunStats(pipeline=cfg.name, date="")
     records = _Records()
     built = transform_chunk(cfg, chunk, rejected, stats, records, options=init["options"],
-                            rule_settings=init["rule_settings"], seen=_KnownDuplicates(dup), now=now, as_json=True)
+                            rule_settings=init["rule_settings"], seen=_KnownDuplicates(dup), now=now)
     del chunk
-    blob, offsets = built.payloads.blob()  # the events' JSON, built column-wise: no per-event work here
-    # `_serve` sends the blob raw, the main process receives bytes
-    return ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=built.names, ids=built.ids,
-                       files=built.files, rows=built.rows, blob=blob, offsets=offsets)
+    blob = bytearray()
+    offsets = [0]
+    names: list[str] = []
+    ids: list[str] = []
+    files: list[str] = []
+    rows: list[int] = []
+    dumps = orjson.dumps
+    body: Any = None
+    for i in range(len(built)):
+        # each event's dicts are freed as soon as they are JSON: the chunk's events never exist twice
+        event_name, event_id, file, row, body = built[i]
+        built[i] = None
+        blob += dumps(body)
+        offsets.append(len(blob))
+        names.append(event_name)
+        ids.append(event_id)
+        files.append(file)
+        rows.append(int(row))
+    del built, body
+    # `blob` stays a bytearray: `_serve` sends it raw, the main process receives bytes
+    return ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=names, ids=ids, files=files,
+                       rows=rows, blob=blob, offsets=offsets)  # type: ignore[arg-type]
 
 
 @dataclass
