@@ -1,12 +1,14 @@
 """Transform throughput: our vectorized stages vs Meta's Python SDK building the same events.
 
-    python bench/transform.py [--rows 200000] [--seed 7] [--workdir DIR] [--no-compare]
+    python bench/transform.py [--rows 200000] [--seed 7] [--workdir DIR] [--no-compare] [--workers N]
 
 Generates N messy offline rows (sample generator, bad_rate 0.05), reads them into memory, then times, in this
 process and on the same in-memory frames (file reading is outside both timings):
 
   ours  pipeline.transform_chunk per chunk of `source.batch_rows` (mapping, Meta's rules, normalize + hash,
         payload incl. LDU) and orjson request bodies of 1,000 events; no contract pass, no quarantine file.
+        Then the same in `pipeline.run`'s worker processes (one per core, at most 2; what pipeline.run uses for
+        this partition), which is the ratio on the last line (`--workers 1`: this process only).
   SDK   facebook-business 26: per row the user code an SDK user writes (parse event_time, JSON items, gender
         word -> Gender), UserData / CustomData / Content / Event, then `Event.normalize()` (the SDK's normalize +
         hash, the part of `EventRequest.execute()` before HTTP) and the request params of 1,000 events exactly as

@@ -125,13 +125,14 @@ def test_per_file_stages_match_the_single_run(tmp_path: Path, sandbox, yesterday
     assert report["events_delivered"] == final["events_delivered"]
 
 
-def test_worker_processes_change_nothing_but_speed(tmp_path: Path, sandbox, yesterday) -> None:
+@pytest.mark.parametrize("kind", ["offline", "app"])
+def test_worker_processes_change_nothing_but_speed(tmp_path: Path, sandbox, yesterday, kind: str) -> None:
     """Pass 1 and pass 2 in two worker processes: same bodies, batch ids, quarantine and report counts.
 
     Small chunks over several files, so duplicates cross chunk and file boundaries (decided in chunk order)."""
     import dataclasses
 
-    smp = generate("offline", 6000, yesterday, tmp_path / "wh", seed=5, bad_rate=0.15, part_rows=2500)
+    smp = generate(kind, 6000, yesterday, tmp_path / "wh", seed=5, bad_rate=0.15, part_rows=2500)
     cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
     cfg = dataclasses.replace(cfg, source=dataclasses.replace(cfg.source, batch_rows=700))
     now = int(dt.datetime.now(dt.timezone.utc).timestamp())
