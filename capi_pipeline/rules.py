@@ -440,7 +440,8 @@ def _key_hashes(canon: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
             return None
         text = pc.utf8_trim(pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True), PY_SPACE)
         arrays.append(pc.if_else(pc.greater(pc.binary_length(text), 0), text, pa.scalar(None, pa.large_string())))
-    keys = pc.binary_join_element_wise(arrays[0], arrays[1], pa.scalar("\x1f", pa.large_string()))  # null: either missing
+    # null where either is missing
+    keys = pc.binary_join_element_wise(arrays[0], arrays[1], pa.scalar("\x1f", pa.large_string()))
     pos = np.flatnonzero(pc.is_valid(keys).to_numpy(zero_copy_only=False))
     if not len(pos):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)

@@ -2,19 +2,19 @@
 
     main, feeder thread                        worker k % n (spawned process)
       read_raw chunk k (Arrow batch)
-      duplicate mask from its key columns
-        (SeenEvents, in chunk order)
+      its duplicate mask (SeenEvents, from
+        the key columns, in chunk order)
       chunk k + mask ───────────────────────>  transform_chunk(chunk k): mapping, rules, normalize + hash,
                                                   payload
       <────── stats delta, quarantine records, events as JSON bytes (one blob + offsets)
     main generator: results in chunk order -> OutboundEvent(body=orjson.Fragment) -> upload.deliver
 
 Same chunks, same order, same duplicate decisions as the single-process path (the main process decides a
-chunk's duplicates before sending it, from `mapping.event_keys` of only its key columns), so event ids, batch ids, the quarantine and
-the report do not depend on the number of workers. Memory stays flat: at most `ahead` chunks are read but not
-yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000) and a chunk's JSON goes
-back as raw bytes (`Connection.send_bytes`, never pickled). The uploader sends the pre-serialized bytes
-(`orjson.Fragment`), so events are never rebuilt as dicts in the main process.
+chunk's duplicates before sending it, from `mapping.event_keys` of only its key columns), so event ids, batch
+ids, the quarantine and the report do not depend on the number of workers. Memory stays flat: at most `ahead`
+chunks are read but not yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000)
+and a chunk's JSON goes back as raw bytes (`Connection.send_bytes`, never pickled). The uploader sends the
+pre-serialized bytes (`orjson.Fragment`), so events are never rebuilt as dicts in the main process.
 
 Pass 1 (`validate_tasks`) hands a worker up to `VALIDATE_ROWS` rows of consecutive chunks of one file at once:
 one Great Expectations call for all of them (GX costs mostly per call), with the contract's duplicate check
@@ -120,6 +120,8 @@ class _KnownDuplicates:
 def mark_duplicates(cfg: Any, seen: Any, task: tuple[str, int, Any, set[int]]) -> np.ndarray:
     """The duplicate mask of one pass-2 task's rows (pass 1's rejections left out, as `transform_chunk` does),
     from only its key columns; `seen` remembers the new keys. Called in chunk order: the first occurrence wins."""
+    import pandas as pd
+
     from capi_pipeline import extract, mapping
 
     _, first_row, data, rejected = task
@@ -134,8 +136,6 @@ def mark_duplicates(cfg: Any, seen: Any, task: tuple[str, int, Any, set[int]]) -
         rows = np.arange(first_row, first_row + len(frame))
         frame = frame[~np.isin(rows, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))]
         frame = frame.reset_index(drop=True)
-    import pandas as pd
-
     return np.asarray(seen.mark(pd.DataFrame(mapping.event_keys(frame, cfg), index=frame.index)), dtype=bool)
 
 
