@@ -58,39 +58,54 @@ def _load(rows: int, seed: int, work: Path) -> tuple[Any, list[Any], list[Path]]
 def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
              ) -> tuple[int, int, int, dict[tuple[str, int], Any]]:
     """(events, request bodies, body bytes, {(file, row): ph} when asked)."""
-    import orjson
-
-    from capi_pipeline.pipeline import normalize_options, transform_chunk
+    from capi_pipeline.pipeline import normalize_options, rule_settings_for, transform_chunk
     from capi_pipeline.report import RunStats
-    from capi_pipeline.rules import RuleSettings, SeenEvents
+    from capi_pipeline.rules import SeenEvents
 
     stats = RunStats(pipeline=cfg.name, date="bench")
-    rule_settings = RuleSettings(max_age_days=cfg.rules.max_age_days,
-                                 physical_store_max_age_days=cfg.rules.physical_store_max_age_days,
-                                 future_tolerance_s=cfg.rules.future_tolerance_s)
+    settings = rule_settings_for(cfg)
     options = normalize_options(cfg)
     seen = SeenEvents()
-    pending: list[dict[str, Any]] = []
-    events = bodies = nbytes = 0
+    requests = _Requests()
+    events = 0
     phones: dict[tuple[str, int], Any] = {}
     for chunk in chunks:
-        built = transform_chunk(cfg, chunk, set(), stats, None, options=options, rule_settings=rule_settings,
+        built = transform_chunk(cfg, chunk, set(), stats, None, options=options, rule_settings=settings,
                                 seen=seen, now=now)
         events += len(built)
         if keep_phones:
             for e in built:
                 phones[(e.file, e.row)] = e.body["user_data"].get("ph")
-        pending.extend(e.body for e in built)
+        requests.add(e.body for e in built)
+    requests.flush()
+    return events, requests.bodies, requests.nbytes, phones
+
+
+class _Requests:
+    """Request bodies of `BATCH` events as the uploader serializes them (`orjson.dumps({"data": [...]})`)."""
+
+    def __init__(self) -> None:
+        self.pending: list[Any] = []
+        self.bodies = self.nbytes = 0
+
+    def add(self, bodies: Any) -> None:
+        self.pending.extend(bodies)
         done = 0
-        while len(pending) - done >= BATCH:
-            nbytes += len(orjson.dumps({"data": pending[done:done + BATCH]}))
-            bodies += 1
+        while len(self.pending) - done >= BATCH:
+            self._dump(self.pending[done:done + BATCH])
             done += BATCH
-        del pending[:done]
-    if pending:
-        nbytes += len(orjson.dumps({"data": pending}))
-        bodies += 1
-    return events, bodies, nbytes, phones
+        del self.pending[:done]
+
+    def flush(self) -> None:
+        if self.pending:
+            self._dump(self.pending)
+            self.pending = []
+
+    def _dump(self, events: list[Any]) -> None:
+        import orjson
+
+        self.nbytes += len(orjson.dumps({"data": events}))
+        self.bodies += 1
 
 
 def pool_tasks(cfg: Any, files: list[Path]) -> list[tuple[str, int, Any, set[int]]]:
@@ -104,15 +119,12 @@ def pool_tasks(cfg: Any, files: list[Path]) -> list[tuple[str, int, Any, set[int
 
 def start_pool(cfg: Any, workers: int, warm: list[Any], now: int) -> Any:
     """`pipeline.run`'s worker processes, started and warmed up on a chunk (process start is not throughput)."""
-    from capi_pipeline.pipeline import normalize_options
-    from capi_pipeline.rules import RuleSettings, SeenEvents
+    from capi_pipeline.pipeline import normalize_options, rule_settings_for
+    from capi_pipeline.rules import SeenEvents
     from capi_pipeline.workers import TransformPool
 
     pool = TransformPool(workers, {"cfg": cfg, "contract": None, "options": normalize_options(cfg),
-                                   "rule_settings": RuleSettings(
-                                       max_age_days=cfg.rules.max_age_days,
-                                       physical_store_max_age_days=cfg.rules.physical_store_max_age_days,
-                                       future_tolerance_s=cfg.rules.future_tolerance_s)})
+                                   "rule_settings": rule_settings_for(cfg)})
     for _ in pool.transform(warm * workers, seen=SeenEvents(), now=now):
         pass
     return pool
@@ -122,26 +134,15 @@ def run_ours_pool(pool: Any, tasks: list[Any], *, now: int) -> tuple[int, int, i
     """(events, request bodies, body bytes): the same transform in the worker processes, as `pipeline.run` does
     for large partitions; the main process marks duplicates and builds request bodies of 1,000 pre-serialized
     events (`orjson.Fragment`, as the uploader sends them)."""
-    import orjson
-
     from capi_pipeline.rules import SeenEvents
 
-    events = bodies = nbytes = 0
-    pending: list[Any] = []
+    events = 0
+    requests = _Requests()
     for result in pool.transform(tasks, seen=SeenEvents(), now=now):
-        for e in result.events():
-            pending.append(e.body)
+        requests.add(e.body for e in result.events())
         events += len(result.names)
-        done = 0
-        while len(pending) - done >= BATCH:
-            nbytes += len(orjson.dumps({"data": pending[done:done + BATCH]}))
-            bodies += 1
-            done += BATCH
-        del pending[:done]
-    if pending:
-        nbytes += len(orjson.dumps({"data": pending}))
-        bodies += 1
-    return events, bodies, nbytes
+    requests.flush()
+    return events, requests.bodies, requests.nbytes
 
 
 # ---------------------------------------------------------------------------------------------- the SDK

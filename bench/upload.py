@@ -38,16 +38,14 @@ def build_events(n: int, seed: int, work: Any) -> list[Any]:
     """N of our outbound events, none with partner_id (the SDK has no field for it), the same for everyone."""
     import transform
 
-    from capi_pipeline.pipeline import normalize_options, transform_chunk
+    from capi_pipeline.pipeline import normalize_options, rule_settings_for, transform_chunk
     from capi_pipeline.report import RunStats
-    from capi_pipeline.rules import RuleSettings, SeenEvents
+    from capi_pipeline.rules import SeenEvents
     from capi_pipeline.upload import OutboundEvent
 
     cfg, chunks, _ = transform._load(int(n * 1.35) + 200, seed, work)
     stats = RunStats(pipeline=cfg.name, date="bench")
-    settings = RuleSettings(max_age_days=cfg.rules.max_age_days,
-                            physical_store_max_age_days=cfg.rules.physical_store_max_age_days,
-                            future_tolerance_s=cfg.rules.future_tolerance_s)
+    settings = rule_settings_for(cfg)
     seen = SeenEvents()
     options = normalize_options(cfg)
     now = int(time.time())

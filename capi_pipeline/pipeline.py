@@ -55,6 +55,7 @@ __all__ = [
     "run",
     "validate",
     "normalize_options",
+    "rule_settings_for",
     "transform_workers",
 ]
 
@@ -110,6 +111,15 @@ def normalize_options(cfg: PipelineConfig) -> Any:
     country = cfg.user_data.default_country.lower() if cfg.user_data.default_country else None
     return NormalizeOptions(hash=cfg.user_data.hash, default_country=country, dob_order=cfg.user_data.dob_order,
                             hash_external_id=cfg.user_data.hash_external_id)
+
+
+def rule_settings_for(cfg: PipelineConfig) -> Any:
+    """The pipeline's `rules.RuleSettings` (event time windows)."""
+    from capi_pipeline.rules import RuleSettings
+
+    return RuleSettings(max_age_days=cfg.rules.max_age_days,
+                        physical_store_max_age_days=cfg.rules.physical_store_max_age_days,
+                        future_tolerance_s=cfg.rules.future_tolerance_s)
 
 
 def validate(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, now: int | None = None) -> RunResult:
@@ -190,15 +200,11 @@ def _transform_pool(cfg: PipelineConfig, files: list[Path], workers: int | None)
         return None
     from capi_pipeline.workers import TransformPool
     from capi_pipeline.contracts import load_contract, resolve_contract_path
-    from capi_pipeline.rules import RuleSettings
 
     # the contract is read here, so a broken one fails before any process starts
     contract = load_contract(resolve_contract_path(cfg.contract, cfg.base_dir))
     return TransformPool(workers, {"cfg": cfg, "contract": contract, "options": normalize_options(cfg),
-                                   "rule_settings": RuleSettings(
-                                       max_age_days=cfg.rules.max_age_days,
-                                       physical_store_max_age_days=cfg.rules.physical_store_max_age_days,
-                                       future_tolerance_s=cfg.rules.future_tolerance_s)})
+                                   "rule_settings": rule_settings_for(cfg)})
 
 
 def _large(cfg: PipelineConfig, files: list[Path]) -> bool:
@@ -567,7 +573,7 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
     With a `workers.TransformPool` the chunks are transformed in its processes and the events carry their
     body pre-serialized (`orjson.Fragment`; a dict when `as_dict`, for the dry-run files).
     """
-    from capi_pipeline.rules import RuleSettings, SeenEvents
+    from capi_pipeline.rules import SeenEvents
 
     seen = SeenEvents()
     clock = int(time.time()) if now is None else now
@@ -580,14 +586,12 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
                 quarantine.write(result.quarantine)
             yield from result.events(as_dict=as_dict)
         return
-    rule_settings = RuleSettings(max_age_days=cfg.rules.max_age_days,
-                                 physical_store_max_age_days=cfg.rules.physical_store_max_age_days,
-                                 future_tolerance_s=cfg.rules.future_tolerance_s)
+    settings = rule_settings_for(cfg)
     options = normalize_options(cfg)
     for fv in validations:
         for chunk in extract.read_chunks(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name):
             built = transform_chunk(cfg, chunk, fv.rejected_rows, stats, quarantine, options=options,
-                                    rule_settings=rule_settings, seen=seen, now=clock)
+                                    rule_settings=settings, seen=seen, now=clock)
             yield from built
 
 
