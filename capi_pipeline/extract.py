@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from capi_pipeline.errors import InputError
 
-__all__ = ["Chunk", "list_partition", "read_chunks", "count_rows", "display_name"]
+__all__ = ["Chunk", "list_partition", "read_chunks", "count_rows", "display_name", "without_rows"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,16 @@ def to_frame(data: Any) -> pd.DataFrame:
     """The pandas frame of one `read_raw` chunk (index 0..n-1)."""
     frame = data.to_pandas() if hasattr(data, "num_rows") else data
     return frame.reset_index(drop=True)
+
+
+def without_rows(frame: pd.DataFrame, first_row: int, rejected: set[int]) -> tuple[pd.DataFrame, np.ndarray]:
+    """A chunk's frame without the rows whose source row numbers are in `rejected` (index 0..n-1), and the
+    source row number of each row kept."""
+    rows = np.arange(first_row, first_row + len(frame))
+    if not rejected:
+        return frame, rows
+    keep = ~np.isin(rows, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))
+    return frame[keep].reset_index(drop=True), rows[keep]
 
 
 def count_rows(path: Path, fmt: str) -> int | None:

@@ -628,14 +628,7 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
     from capi_pipeline import normalize, rules
 
     t0 = time.perf_counter()
-    frame = chunk.frame
-    rows = np.arange(chunk.first_row, chunk.first_row + len(frame))
-    if rejected_rows:
-        keep = ~np.isin(rows, np.fromiter(rejected_rows, dtype=np.int64, count=len(rejected_rows)))
-        frame = frame[keep].reset_index(drop=True)
-        first_rows = rows[keep]
-    else:
-        first_rows = rows
+    frame, first_rows = extract.without_rows(chunk.frame, chunk.first_row, rejected_rows)
     canon = mapping.to_canonical(frame, cfg, file=chunk.file, first_row=chunk.first_row)
     canon["_row"] = first_rows
     t1 = time.perf_counter()
