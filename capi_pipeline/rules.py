@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from capi_pipeline.columns import PY_SPACE
+from capi_pipeline.columns import PY_SPACE, non_empty
 
 __all__ = [
     "ACTION_SOURCES",
@@ -438,10 +438,8 @@ def _key_hashes(canon: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         if s is None or s.dtype != object or \
                 pd.api.types.infer_dtype(s.to_numpy(), skipna=True) not in ("string", "empty"):
             return None
-        text = pc.utf8_trim(pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True), PY_SPACE)
-        arrays.append(pc.if_else(pc.greater(pc.binary_length(text), 0), text, pa.scalar(None, pa.large_string())))
-    # null where either is missing
-    keys = pc.binary_join_element_wise(arrays[0], arrays[1], pa.scalar("\x1f", pa.large_string()))
+        arrays.append(non_empty(pc.utf8_trim(pa.array(s.to_numpy(), type=pa.string(), from_pandas=True), PY_SPACE)))
+    keys = pc.binary_join_element_wise(arrays[0], arrays[1], "\x1f")  # null where either is missing
     pos = np.flatnonzero(pc.is_valid(keys).to_numpy(zero_copy_only=False))
     if not len(pos):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)

@@ -131,11 +131,7 @@ def mark_duplicates(cfg: Any, seen: Any, task: tuple[str, int, Any, set[int]]) -
         data = data.select([c for c in cols if c in names])
     else:
         data = data[[c for c in cols if c in data.columns]]
-    frame = extract.to_frame(data)
-    if rejected:
-        rows = np.arange(first_row, first_row + len(frame))
-        frame = frame[~np.isin(rows, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))]
-        frame = frame.reset_index(drop=True)
+    frame, _ = extract.without_rows(extract.to_frame(data), first_row, rejected)
     return np.asarray(seen.mark(pd.DataFrame(mapping.event_keys(frame, cfg), index=frame.index)), dtype=bool)
 
 
@@ -217,24 +213,32 @@ def _trim() -> None:
     pandas' many small string objects fragment glibc's heap, and Arrow's pool keeps freed buffers; both
     otherwise let the resident set creep up chunk after chunk.
     """
-    global _libc
     try:
         import pyarrow as pa
 
         pa.default_memory_pool().release_unused()
     except Exception:  # an old pyarrow without release_unused
         pass
+    libc = _c_library()
+    if libc and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+_libc: Any = None  # the C library once loaded; False where there is none
+
+
+def _c_library() -> Any:
+    """This process's C library (ctypes), loaded once; False where none is found."""
+    global _libc
     if _libc is None:
         import ctypes
         import ctypes.util
 
         name = ctypes.util.find_library("c")
         _libc = ctypes.CDLL(name) if name else False
-    if _libc and hasattr(_libc, "malloc_trim"):
-        _libc.malloc_trim(0)
+    return _libc
 
 
-_libc: Any = None
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
 _MMAP_THRESHOLD_BYTES = 256 * 1024
 
@@ -247,16 +251,10 @@ def _fixed_mmap_threshold() -> None:
     chunk, every chunk-sized buffer would come from the heap, where freed space stays in the resident set
     of this process (and of each thread's arena). Setting the threshold switches that adjustment off.
     """
-    global _libc
-    if _libc is None:
-        import ctypes
-        import ctypes.util
-
-        name = ctypes.util.find_library("c")
-        _libc = ctypes.CDLL(name) if name else False
-    if _libc and hasattr(_libc, "mallopt"):
+    libc = _c_library()
+    if libc and hasattr(libc, "mallopt"):
         try:
-            _libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
         except Exception:  # not glibc after all
             pass
 
