@@ -146,6 +146,20 @@ def test_pipelines_folder_mount(services: dict[str, Any]) -> None:
         assert cfg.source.path.startswith(work + "/") and cfg.output.startswith(work + "/")
 
 
+@pytest.mark.parametrize("name", ["app_sample.pipeline.yaml", "offline_sample.pipeline.yaml"])
+def test_docker_pipelines_differ_from_the_dag_examples_only_in_where_things_live(name: str) -> None:
+    """docker/pipelines/ repeats dags/pipelines/ with container paths and the Postgres ledger; nothing else."""
+    import dataclasses
+
+    from capi_pipeline.config import load_pipeline
+
+    local = load_pipeline(REPO / "dags" / "pipelines" / name)
+    docker = load_pipeline(REPO / "docker" / "pipelines" / name)
+    differ = {f.name for f in dataclasses.fields(local) if getattr(local, f.name) != getattr(docker, f.name)}
+    assert differ == {"path", "source", "ledger", "output"}
+    assert dataclasses.replace(local.source, path=docker.source.path) == docker.source
+
+
 def test_sandbox_service_command_matches_cli(services: dict[str, Any]) -> None:
     from capi_pipeline.cli import build_parser
 
