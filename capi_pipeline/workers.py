@@ -48,6 +48,7 @@ __all__ = ["ChunkResult", "TransformPool", "ValidateResult", "WireEvent", "Worke
 log = logging.getLogger("capi_pipeline.workers")
 _POLL_S = 0.2
 _DOCS_SEQ = -1
+_PER_WORKER = 2  # chunks a worker holds at most: the one it transforms and the next
 
 
 class WorkerError(RuntimeError):
@@ -473,7 +474,7 @@ class TransformPool:
         and keeps at most `ahead` chunks between reading and the consumer, so the workers never wait on the
         consumer's generator (suspended while the uploader waits for free upload slots).
         """
-        ahead = len(self.workers) + 1
+        ahead = _PER_WORKER * len(self.workers) + 1
         out: queue.Queue[Any] = queue.Queue(maxsize=1)
         stop = threading.Event()
         feeder = threading.Thread(target=self._feed, args=(kind, iter(tasks), seen, now, ahead, out, stop),
@@ -519,12 +520,16 @@ class TransformPool:
         exhausted = False
         while not stop.is_set():
             while not exhausted and submitted - next_out < ahead:
+                # a chunk goes to a worker with at most one other waiting (not queued behind a busy worker
+                # while another goes idle)
+                conn = min(conns, key=lambda c: self._load[id(c)])
+                if self._load[id(conn)] >= _PER_WORKER:
+                    break
                 try:
                     task = next(tasks)
                 except StopIteration:
                     exhausted = True
                     break
-                conn = min(conns, key=lambda c: self._load[id(c)])
                 if kind == "transform":
                     # duplicates are decided here, in chunk order (the first occurrence wins, as in one process),
                     # before the chunk leaves: no worker ever waits for another's chunk
