@@ -5,8 +5,9 @@
 Generates N messy offline rows (sample generator, bad_rate 0.05), reads them into memory, then times, in this
 process and on the same in-memory frames (file reading is outside both timings):
 
-  ours  pipeline.transform_chunk per chunk of `source.batch_rows` (mapping, Meta's rules, normalize + hash,
-        payload incl. LDU) and orjson request bodies of 1,000 events; no contract pass, no quarantine file.
+  ours  pipeline.transform_chunk per chunk of `transform_rows` (mapping, Meta's rules, normalize + hash,
+        payload incl. LDU), events in blocks packed into request bodies of 1,000 (`upload.pack_requests`,
+        orjson), as `pipeline.run` does for small partitions; no contract pass, no quarantine file.
         Then the same in `pipeline.run`'s worker processes (one per core, at most 2; what pipeline.run uses for
         this partition), which is the ratio on the last line (`--workers 1`: this process only).
   SDK   facebook-business 26, over the same rows as plain Python objects (object columns made outside its
@@ -43,6 +44,7 @@ BATCH = 1000
 def _load(rows: int, seed: int, work: Path) -> tuple[Any, list[Any], list[Path]]:
     from capi_pipeline import extract
     from capi_pipeline.config import load_pipeline
+    from capi_pipeline.pipeline import transform_rows
     from capi_pipeline.sample import generate
 
     date = c.bench_date()
@@ -50,7 +52,7 @@ def _load(rows: int, seed: int, work: Path) -> tuple[Any, list[Any], list[Path]]
                       part_rows=min(rows, 500_000))
     cfg = load_pipeline(result.pipeline_path)
     chunks = [chunk for f in result.files
-              for chunk in extract.read_chunks(Path(f), cfg.source.format, cfg.source.batch_rows,
+              for chunk in extract.read_chunks(Path(f), cfg.source.format, transform_rows(cfg),
                                                name=extract.display_name(Path(f), cfg.base_dir))]
     return cfg, chunks, [Path(f) for f in result.files]
 
@@ -59,55 +61,39 @@ def _load(rows: int, seed: int, work: Path) -> tuple[Any, list[Any], list[Path]]
 
 def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
              ) -> tuple[int, int, int, dict[tuple[str, int], Any]]:
-    """(events, request bodies, body bytes, {(file, row): ph} when asked)."""
+    """(events, request bodies, body bytes, {(file, row): ph} when asked): `pipeline.run`'s path for small
+    partitions, events in blocks packed into requests of 1,000 and serialized as the uploader does."""
+    import orjson
+
+    from capi_pipeline import payload
     from capi_pipeline.pipeline import normalize_options, rule_settings_for, transform_chunk
     from capi_pipeline.report import RunStats
     from capi_pipeline.rules import SeenEvents
+    from capi_pipeline.upload import pack_requests
 
     stats = RunStats(pipeline=cfg.name, date="bench")
     settings = rule_settings_for(cfg)
     options = normalize_options(cfg)
     seen = SeenEvents()
-    requests = _Requests()
-    events = 0
     phones: dict[tuple[str, int], Any] = {}
-    for chunk in chunks:
-        built = transform_chunk(cfg, chunk, set(), stats, None, options=options, rule_settings=settings,
-                                seen=seen, now=now)
-        events += len(built)
-        if keep_phones:
-            for e in built:
-                phones[(e.file, e.row)] = e.body["user_data"].get("ph")
-        requests.add(e.body for e in built)
-    requests.flush()
-    return events, requests.bodies, requests.nbytes, phones
+    size = payload.block_size(BATCH)
 
+    def blocks() -> Any:
+        for chunk in chunks:
+            built = transform_chunk(cfg, chunk, set(), stats, None, options=options, rule_settings=settings,
+                                    seen=seen, now=now)
+            if keep_phones:
+                for e in built:
+                    phones[(e.file, e.row)] = e.body["user_data"].get("ph")
+            yield from payload.blocks(built, size)
 
-class _Requests:
-    """Request bodies of `BATCH` events as the uploader serializes them (`orjson.dumps({"data": [...]})`)."""
-
-    def __init__(self) -> None:
-        self.pending: list[Any] = []
-        self.bodies = self.nbytes = 0
-
-    def add(self, bodies: Any) -> None:
-        self.pending.extend(bodies)
-        done = 0
-        while len(self.pending) - done >= BATCH:
-            self._dump(self.pending[done:done + BATCH])
-            done += BATCH
-        del self.pending[:done]
-
-    def flush(self) -> None:
-        if self.pending:
-            self._dump(self.pending)
-            self.pending = []
-
-    def _dump(self, events: list[Any]) -> None:
-        import orjson
-
-        self.nbytes += len(orjson.dumps({"data": events}))
-        self.bodies += 1
+    events = bodies = nbytes = 0
+    for request in pack_requests(blocks(), BATCH):
+        data = [body for b in request for body in b.bodies]
+        nbytes += len(orjson.dumps({"data": data}))
+        bodies += 1
+        events += len(data)
+    return events, bodies, nbytes, phones
 
 
 def pool_tasks(cfg: Any, files: list[Path]) -> list[tuple[str, int, Any, set[int]]]:
@@ -134,17 +120,22 @@ def start_pool(cfg: Any, workers: int, warm: list[Any], now: int) -> Any:
 
 def run_ours_pool(pool: Any, tasks: list[Any], *, now: int) -> tuple[int, int, int]:
     """(events, request bodies, body bytes): the same transform in the worker processes, as `pipeline.run` does
-    for large partitions; the main process marks duplicates and builds request bodies of 1,000 pre-serialized
-    events (`orjson.Fragment`, as the uploader sends them)."""
-    from capi_pipeline.rules import SeenEvents
+    for large partitions; the main process marks duplicates and packs the workers' event blocks into request
+    bodies of 1,000 events as the uploader does (their JSON arrays joined, never decoded)."""
+    import orjson
 
-    events = 0
-    requests = _Requests()
-    for result in pool.transform(tasks, seen=SeenEvents(), now=now):
-        requests.add(e.body for e in result.events())
-        events += len(result.names)
-    requests.flush()
-    return events, requests.bodies, requests.nbytes
+    from capi_pipeline.payload import JsonArray
+    from capi_pipeline.rules import SeenEvents
+    from capi_pipeline.upload import pack_requests
+
+    events = bodies = nbytes = 0
+    blocks = (b for result in pool.transform(tasks, seen=SeenEvents(), now=now) for b in result.blocks())
+    for request in pack_requests(blocks, BATCH):
+        data = JsonArray.join([b.bodies for b in request])  # type: ignore[misc]
+        nbytes += len(orjson.dumps({"data": data.fragment()}))
+        bodies += 1
+        events += len(data)
+    return events, bodies, nbytes
 
 
 # ---------------------------------------------------------------------------------------------- the SDK
@@ -383,12 +374,14 @@ def main(argv: list[str] | None = None) -> int:
                              "partition of this size, one per core up to 2; 1 = this process only)")
     args = parser.parse_args(argv)
 
+    from capi_pipeline.pipeline import transform_rows, transform_workers
+
     work = c.workdir(args.workdir, "transform")
     print(f"transform bench: {args.rows:,} offline rows, seed {args.seed}, {c.cpu_info()}", flush=True)
     with c.timed() as t:
         cfg, chunks, files = _load(args.rows, args.seed, work)
     rows = sum(len(ch.frame) for ch in chunks)
-    print(f"  sample generated and read in {t.seconds:.1f}s ({len(chunks)} chunks of <= {cfg.source.batch_rows:,}"
+    print(f"  sample generated and read in {t.seconds:.1f}s ({len(chunks)} chunks of <= {transform_rows(cfg):,}"
           f" rows) in {work}; RSS now {c.fmt_mb(c.rss_mb())}", flush=True)
     now = int(time.time())
     sdk = _sdk_modules()  # imports (pycountry, phonenumbers...) stay outside both timings
@@ -401,8 +394,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ours: {ours_events:,} events in {ours_bodies:,} request bodies ({ours_bytes / 2**20:,.1f} MiB JSON), "
           f"{t_ours.seconds:.2f}s wall, {t_ours.cpu:.2f}s CPU, {c.rate(rows, t_ours.seconds)} rows (per CPU second "
           f"{c.rate(rows, t_ours.cpu)}), peak RSS {c.fmt_mb(ours_peak)}", flush=True)
-
-    from capi_pipeline.pipeline import transform_workers
 
     workers = args.workers if args.workers is not None else transform_workers(cfg, files)
     ours_rate = rows / t_ours.seconds

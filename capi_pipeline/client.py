@@ -17,6 +17,7 @@ replaced (not chained) by our own errors whose message names only the exception 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from capi_pipeline.errors import (
     ThrottledError,
     TransientUploadError,
 )
+from capi_pipeline.payload import JsonArray
 
 __all__ = [
     "CapiClient",
@@ -204,9 +206,9 @@ class CapiClient:
         self.events_url = f"{base}/{settings.api_version}/{settings.dataset_id}/events"
         self.quality_url = f"{base}/{settings.api_version}/dataset_quality"
 
-    def request_body(self, events: list[dict]) -> dict:
-        """Exactly what `send` POSTs (the token is not in it)."""
-        body: dict[str, Any] = {"data": events}
+    def request_body(self, events: Sequence[dict]) -> dict:
+        """Exactly what `send` POSTs (the token is not in it); a `payload.JsonArray` goes in as it is."""
+        body: dict[str, Any] = {"data": events.fragment() if isinstance(events, JsonArray) else events}
         s = self.settings
         for key, value in (("test_event_code", s.test_event_code), ("partner_agent", s.partner_agent),
                            ("upload_tag", s.upload_tag), ("namespace_id", s.namespace_id)):
@@ -214,8 +216,8 @@ class CapiClient:
                 body[key] = value
         return body
 
-    def send(self, events: list[dict], *, batch_id: str) -> SendResult:
-        """POST one batch; success means HTTP 200 and `events_received == len(events)`.
+    def send(self, events: Sequence[dict], *, batch_id: str) -> SendResult:
+        """POST one batch (dicts, or a `payload.JsonArray`); success means HTTP 200 and `events_received == len(events)`.
 
         A 200 whose `events_received` differs is raised as TransientUploadError: Meta did not take the whole
         batch, and resending it with the same event ids is the only way to make sure everything arrives.
@@ -312,10 +314,12 @@ class DryRunClient:
         self.settings = settings
         self._builder = CapiClient(requests.Session(), settings)
 
-    def request_body(self, events: list[dict]) -> dict:
+    def request_body(self, events: Sequence[dict]) -> dict:
         return self._builder.request_body(events)
 
-    def send(self, events: list[dict], *, batch_id: str) -> SendResult:
+    def send(self, events: Sequence[dict], *, batch_id: str) -> SendResult:
+        if isinstance(events, JsonArray):  # decoded, so the file is indented and its keys sorted like the rest
+            events = events.decoded()
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{batch_id}.json"
         path.write_bytes(orjson.dumps(self.request_body(events), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

@@ -9,6 +9,10 @@ as null. Decisions (README "Choices"): currency is sent upper-case (ISO-4217 spe
     by_state  a row whose US state is covered -> ["LDU"], 1, that state's code; every other row -> [] (explicit off)
     consent   a row whose consent column is true -> LDU (state code when covered, else 0/0); others -> []
 
+Events travel to the uploader in `EventBlock`s: up to `block_size(batch size)` consecutive events of one source
+chunk, their bodies as dicts or already serialized as one JSON array (`JsonArray`, made in a worker process). A
+request is made of whole blocks, so where requests begin does not depend on how many processes built them.
+
 Speed: columns become Python lists once (missing values -> None, column-wise); the per-row work is one loop
 generated for the chunk's shape (which fields exist, which can be null) and cached, so a row costs only its dict
 inserts — no per-field lookups, no generic "skip the nulls" loop.
@@ -17,14 +21,16 @@ inserts — no per-field lookups, no generic "skip the nulls" loop.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 import pandas as pd
 
-__all__ = ["LDU_STATE_CODES", "OutboundEvent", "Payloads", "build_events"]
+__all__ = ["BLOCKS_PER_REQUEST", "EventBlock", "JsonArray", "LDU_STATE_CODES", "OutboundEvent", "Payloads",
+           "block_size", "blocks", "build_events"]
 
 LDU_STATE_CODES: dict[str, int] = {
     "ca": 1000, "co": 1001, "ct": 1002, "fl": 1003, "or": 1004, "tx": 1005, "mt": 1006, "de": 1007,
@@ -52,6 +58,93 @@ class OutboundEvent(NamedTuple):
     def key(self) -> tuple[str, str]:
         """Meta's deduplication key, and the ledger's."""
         return (self.event_name, self.event_id)
+
+
+BLOCKS_PER_REQUEST = 8
+
+
+def block_size(batch_size: int) -> int:
+    """Events per `EventBlock` for requests of `batch_size` events: a full request is `BLOCKS_PER_REQUEST`
+    blocks (8 x 125 = Meta's 1,000). Blocks are small so that a request never waits for a whole chunk, and
+    many so that the one short block at the end of each chunk costs little."""
+    return max(1, batch_size // BLOCKS_PER_REQUEST)
+
+
+class JsonArray(Sequence):
+    """Event bodies serialized once as one JSON array (`[{...},...]`), decoded only when a caller needs dicts.
+
+    `data` is bytes or a memoryview into a chunk's buffer (no copy until a request is assembled).
+    """
+
+    __slots__ = ("count", "data")
+
+    def __init__(self, data: bytes | memoryview, count: int) -> None:
+        self.data, self.count = data, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.decoded()[i]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.decoded())
+
+    def decoded(self) -> list[dict[str, Any]]:
+        return orjson.loads(self.data)
+
+    @staticmethod
+    def join(parts: Sequence[JsonArray]) -> JsonArray:
+        """One array of all the parts' events, in order (one copy of the bytes)."""
+        pieces: list[Any] = [b"["]
+        for p in parts:
+            if p.count:
+                if len(pieces) > 1:
+                    pieces.append(b",")
+                pieces.append(memoryview(p.data)[1:-1])
+        pieces.append(b"]")
+        return JsonArray(b"".join(pieces), sum(p.count for p in parts))
+
+    def fragment(self) -> orjson.Fragment:
+        """The array for `orjson.dumps` to write as it is."""
+        return orjson.Fragment(self.data if isinstance(self.data, bytes) else bytes(self.data))
+
+
+class EventBlock(NamedTuple):
+    """Consecutive events of one source chunk (at most `block_size`), as parallel lists: the unit the uploader
+    packs into requests. `bodies`: event dicts, or the same serialized once (`JsonArray`)."""
+
+    names: list[str]
+    ids: list[str]
+    files: list[str]
+    rows: list[int]
+    bodies: list[dict[str, Any]] | JsonArray
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(event_name, event_id) per event: Meta's deduplication keys, and the ledger's."""
+        return list(zip(self.names, self.ids))
+
+    def events(self) -> list[OutboundEvent]:
+        """One `OutboundEvent` per event (bodies decoded): for the rare paths that need events one by one."""
+        return list(map(OutboundEvent, self.names, self.ids, self.files, self.rows, self.bodies))
+
+    @staticmethod
+    def of(events: Sequence[OutboundEvent]) -> EventBlock:
+        """A block of these events, in order (bodies as they are)."""
+        if not events:
+            return EventBlock([], [], [], [], [])
+        names, ids, files, rows, bodies = map(list, zip(*events))
+        return EventBlock(names, ids, files, rows, bodies)
+
+
+def blocks(events: list[OutboundEvent], size: int) -> Iterator[EventBlock]:
+    """A chunk's events as blocks of `size` (the last one shorter)."""
+    for start in range(0, len(events), size):
+        yield EventBlock.of(events[start:start + size])
 
 
 @dataclass

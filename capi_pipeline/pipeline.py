@@ -260,7 +260,7 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
         # Only the first pass over the rows counts them; later destinations rebuild the same events.
         first = i == 0
         events = _events(cfg, validations, stats if first else RunStats(pipeline=cfg.name, date=date),
-                         quarantine if first else None, now=now, pool=pool, as_dict=dry_run_dir is not None)
+                         quarantine if first else None, now=now, pool=pool)
         scope = f"{cfg.name}/{date}/{dest.dataset_id}"
         started = time.perf_counter()
         if dry_run_dir is not None:
@@ -566,12 +566,13 @@ def _validate_file(cfg: PipelineConfig, validator: Any, path: Path, stats: RunSt
 
 
 def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunStats,
-            quarantine: QuarantineWriter | None, *, now: int | None, pool: Any = None,
-            as_dict: bool = False) -> Iterator[Any]:
-    """Pass 2: stream the partition's valid rows as events (a generator the uploader consumes).
+            quarantine: QuarantineWriter | None, *, now: int | None, pool: Any = None
+            ) -> Iterator[payload.EventBlock]:
+    """Pass 2: stream the partition's valid rows as event blocks (a generator the uploader consumes).
 
-    With a `workers.TransformPool` the chunks are transformed in its processes and the events carry their
-    body pre-serialized (`orjson.Fragment`; a dict when `as_dict`, for the dry-run files).
+    With a `workers.TransformPool` the chunks are transformed in its processes and the blocks carry their
+    bodies already serialized (`payload.JsonArray`); here they are dicts. Either way a chunk's events are cut
+    into blocks of `payload.block_size(batching.size)`, so requests do not depend on the number of processes.
     """
     from capi_pipeline.rules import SeenEvents
 
@@ -584,15 +585,16 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
             stats.merge(result.stats)
             if quarantine is not None and result.quarantine:
                 quarantine.write(result.quarantine)
-            yield from result.events(as_dict=as_dict)
+            yield from result.blocks()
         return
     settings = rule_settings_for(cfg)
     options = normalize_options(cfg)
+    size = payload.block_size(cfg.batching.size)
     for fv in validations:
         for chunk in extract.read_chunks(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name):
             built = transform_chunk(cfg, chunk, fv.rejected_rows, stats, quarantine, options=options,
                                     rule_settings=settings, seen=seen, now=clock)
-            yield from built
+            yield from payload.blocks(built, size)
 
 
 def transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: set[int], stats: RunStats,

@@ -1,14 +1,17 @@
 """Batching, concurrency, retries and isolating bad events: events in, `DeliveryResult` out.
 
-    events (lazy) ─> chunks of batch_size ─> ledger: skip already `sent` ─> batch (stable id) ─> worker pool
+    events / blocks (lazy) ─> requests of whole blocks ─> ledger: skip already `sent` ─> batch (stable id) ─> pool
         worker:  mark_sending ─> send ─┬─ ok ───────────> mark_sent
                                         ├─ transient ────> backoff (full jitter) and retry, then mark_failed
                                         ├─ throttled ────> halve the run's concurrency, honour hints, retry
                                         ├─ invalid ──────> mark_failed(split), bisect: halves become batches
                                         └─ terminal ─────> mark_failed, stop everything, raise
 
-The input is consumed lazily and at most `2 * concurrency` batches exist at once, so the transform upstream
-overlaps with the uploads and memory stays flat. Batch ids come from the scope and the batch's event keys
+The input is `payload.EventBlock`s (what the pipeline streams: a request is whole blocks, at most
+`batch_size` events, their JSON arrays joined without decoding them) or single events (gathered into requests of
+exactly `batch_size`). Only the rare paths (a key twice in one request, events an earlier run already sent, a
+bisection) handle events one by one. The input is consumed lazily and at most `2 * concurrency` batches exist at
+once, so the transform upstream overlaps with the uploads and memory stays flat. Batch ids come from the scope and the batch's event keys
 (sha256, 16 hex), never the clock or the attempt, so a re-run of the same events forms the same ids; the
 halves of a bisected batch are `<id>.0` and `<id>.1`.
 """
@@ -20,7 +23,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,17 +31,19 @@ from typing import Any, Protocol
 from capi_pipeline.client import InvalidEventsError, SendResult
 from capi_pipeline.errors import DeliveryError, TerminalUploadError, ThrottledError, TransientUploadError
 from capi_pipeline.ledger import Key, Ledger
-from capi_pipeline.payload import OutboundEvent
+from capi_pipeline.payload import EventBlock, JsonArray, OutboundEvent
 
 __all__ = [
     "BatchFailure",
     "DeliveryResult",
+    "EventBlock",
     "OutboundEvent",
     "ProgressInfo",
     "RejectedEvent",
     "UploadSettings",
     "batch_id_for",
     "deliver",
+    "pack_requests",
 ]
 
 log = logging.getLogger("capi_pipeline.upload")
@@ -51,7 +56,7 @@ REJECTION_BREAKER = 20
 class Sender(Protocol):
     settings: Any
 
-    def send(self, events: list[dict], *, batch_id: str) -> SendResult: ...
+    def send(self, events: Sequence[dict], *, batch_id: str) -> SendResult: ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,23 @@ class ProgressInfo:
 @dataclass(frozen=True)
 class _Batch:
     batch_id: str
-    events: tuple[OutboundEvent, ...]
+    blocks: tuple[EventBlock, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(b.size for b in self.blocks)
+
+    def keys(self) -> list[Key]:
+        return [key for b in self.blocks for key in zip(b.names, b.ids)]
+
+    def bodies(self) -> Sequence[Any]:
+        """The request's `data`: the blocks' JSON arrays joined when every block has one, else the dicts."""
+        if all(isinstance(b.bodies, JsonArray) for b in self.blocks):
+            return JsonArray.join([b.bodies for b in self.blocks])  # type: ignore[misc]
+        return [body for b in self.blocks for body in b.bodies]
+
+    def events(self) -> list[OutboundEvent]:
+        return [e for b in self.blocks for e in b.events()]
 
 
 def batch_id_for(scope: str, dataset_id: str, keys: Iterable[Key]) -> str:
@@ -221,9 +242,9 @@ class _Run:
         """Deliver one batch, bisecting it if Meta calls it invalid; raises TerminalUploadError."""
         if self.stop.is_set():
             raise _Stop()
-        bodies = [e.body for e in batch.events]
+        bodies = batch.bodies()
         if self.ledger is not None:
-            self.ledger.mark_sending(batch.batch_id, self.dataset_id, [(e.event_name, e.event_id) for e in batch.events])
+            self.ledger.mark_sending(batch.batch_id, self.dataset_id, batch.keys())
         try:
             sent = self._send_with_retries(batch, bodies)
         except InvalidEventsError as exc:
@@ -238,16 +259,16 @@ class _Run:
             raise
         except DeliveryError as exc:
             self._mark_failed(batch, f"gave up: {exc}")
-            self._add(events_failed=len(batch.events))
+            self._add(events_failed=batch.size)
             with self.lock:
                 self.result.failures.append(BatchFailure(batch.batch_id, exc.code, exc.subcode, exc.fbtrace_id,
-                                                         str(exc), len(batch.events)))
+                                                         str(exc), batch.size))
             log.error("batch %s: %d events not delivered after retries: %s", batch.batch_id,
-                      len(batch.events), exc)
+                      batch.size, exc)
             return
         if self.ledger is not None:
             self.ledger.mark_sent(batch.batch_id, sent.fbtrace_id)
-        self._add(events_delivered=len(batch.events))
+        self._add(events_delivered=batch.size)
         self._trace(sent.fbtrace_id)
 
     def _mark_failed(self, batch: _Batch, reason: str) -> None:
@@ -256,8 +277,9 @@ class _Run:
 
     def _invalid(self, batch: _Batch, exc: InvalidEventsError) -> None:
         self._trace(exc.fbtrace_id)
-        if len(batch.events) == 1:
-            event = batch.events[0]
+        events = batch.events()
+        if len(events) == 1:
+            event = events[0]
             self._mark_failed(batch, f"rejected: code {exc.code}/{exc.subcode}")
             self._add(events_rejected=1)
             with self.lock:
@@ -275,12 +297,12 @@ class _Run:
             return
         self._mark_failed(batch, f"split: code {exc.code}/{exc.subcode}, bisecting")
         self._add(bisections=1)
-        middle = len(batch.events) // 2
+        middle = len(events) // 2
         # halves run in this worker, one after the other: bisection never needs a free pool slot
-        for suffix, part in (("0", batch.events[:middle]), ("1", batch.events[middle:])):
-            self.process(_Batch(f"{batch.batch_id}.{suffix}", part))
+        for suffix, part in (("0", events[:middle]), ("1", events[middle:])):
+            self.process(_Batch(f"{batch.batch_id}.{suffix}", (EventBlock.of(part),)))
 
-    def _send_with_retries(self, batch: _Batch, bodies: list[dict]) -> SendResult:
+    def _send_with_retries(self, batch: _Batch, bodies: Sequence[Any]) -> SendResult:
         started = time.monotonic()
         attempt = 0
         while True:
@@ -351,23 +373,51 @@ def _short(exc: DeliveryError) -> str:
     return " ".join(parts)
 
 
-def _chunks(events: Iterable[OutboundEvent], size: int) -> Iterator[list[OutboundEvent]]:
-    chunk: list[OutboundEvent] = []
-    for event in events:
-        chunk.append(event)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def pack_requests(items: Iterable[OutboundEvent | EventBlock], size: int) -> Iterator[list[EventBlock]]:
+    """Each request's blocks: whole blocks in order while they fit in `size` events; single events are gathered
+    into blocks, `size` events a request; a block longer than `size` is cut (decoding it: rare)."""
+    request: list[EventBlock] = []
+    count = 0
+    loose: list[OutboundEvent] = []
+    for item in items:
+        if not isinstance(item, EventBlock):
+            loose.append(item)
+            if count + len(loose) >= size:
+                request.append(EventBlock.of(loose))
+                yield request
+                request, count, loose = [], 0, []
+            continue
+        if loose:
+            request.append(EventBlock.of(loose))
+            count += len(loose)
+            loose = []
+        if item.size > size:
+            events = item.events()
+            pieces = [EventBlock.of(events[i:i + size]) for i in range(0, len(events), size)]
+        else:
+            pieces = [item] if item.size else []
+        for piece in pieces:
+            if count + piece.size > size:
+                yield request
+                request, count = [], 0
+            request.append(piece)
+            count += piece.size
+            if count == size:
+                yield request
+                request, count = [], 0
+    if loose:
+        request.append(EventBlock.of(loose))
+    if request:
+        yield request
 
 
-def deliver(events: Iterable[OutboundEvent], *, client: Any, settings: UploadSettings, ledger: Ledger | None,
+def deliver(events: Iterable[OutboundEvent | EventBlock], *, client: Any, settings: UploadSettings, ledger: Ledger | None,
             scope: str, force: bool = False, progress: Callable[[ProgressInfo], None] | None = None,
             sleep: Callable[[float], None] = time.sleep) -> DeliveryResult:
     """Deliver `events` exactly once (with a ledger) and return the counts.
 
-    Any object with `event_name`, `event_id`, `file`, `row` and `body` will do (payload.OutboundEvent too).
+    `events`: `payload.EventBlock`s, or single events (any object with `event_name`, `event_id`, `file`, `row`
+    and `body`, as `payload.OutboundEvent`), or both.
 
     Raises TerminalUploadError after recording the ledger state; the partial result is on its `.result`.
     A dry-run client (`client.dry_run`) never writes the ledger.
@@ -420,12 +470,12 @@ def deliver(events: Iterable[OutboundEvent], *, client: Any, settings: UploadSet
     pending: set[Future[None]] = set()
     with ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="capi-upload") as pool:
         try:
-            for chunk in _chunks(events, settings.batch_size):
-                seen += len(chunk)
-                batch = _select(chunk, ledger, dataset_id, force, in_flight_before, result, scope)
+            for request in pack_requests(events, settings.batch_size):
+                seen += sum(b.size for b in request)
+                batch = _select(request, ledger, dataset_id, force, in_flight_before, result, scope)
                 if batch is not None:
                     result.batches += 1
-                    result.events_sent += len(batch.events)
+                    result.events_sent += batch.size
                     pending.add(pool.submit(run.process, batch))
                 done = {f for f in pending if f.done()}
                 pending -= done
@@ -458,11 +508,19 @@ def _cancel(pending: set[Future[None]]) -> None:
         future.cancel()
 
 
-def _select(chunk: list[OutboundEvent], ledger: Ledger | None, dataset_id: str, force: bool,
+def _select(request: list[EventBlock], ledger: Ledger | None, dataset_id: str, force: bool,
             in_flight_before: set[Key], result: DeliveryResult, scope: str) -> _Batch | None:
-    """The chunk's events that still need sending (one per key), as a batch; None if nothing is left."""
+    """The request's events that still need sending (one per key), as a batch; None if nothing is left."""
+    keys = [key for b in request for key in zip(b.names, b.ids)]
+    distinct = set(keys)
+    if len(distinct) == len(keys):
+        already = ledger.filter_unsent(dataset_id, keys) if ledger is not None else set()
+        if force or not already:  # the common case: every event goes, the blocks as they are
+            result.events_resent += len(already) + len((distinct & in_flight_before) - already)
+            return _Batch(batch_id_for(scope, dataset_id, keys), tuple(request))
+    # one key twice, or events an earlier run sent: event by event
     unique: dict[Key, OutboundEvent] = {}
-    for event in chunk:
+    for event in (e for b in request for e in b.events()):
         unique.setdefault((event.event_name, event.event_id), event)  # one key twice in a request is one event for Meta anyway
     already = ledger.filter_unsent(dataset_id, list(unique)) if ledger is not None else set()
     selected: list[OutboundEvent] = []
@@ -477,4 +535,5 @@ def _select(chunk: list[OutboundEvent], ledger: Ledger | None, dataset_id: str, 
         selected.append(event)
     if not selected:
         return None
-    return _Batch(batch_id_for(scope, dataset_id, ((e.event_name, e.event_id) for e in selected)), tuple(selected))
+    return _Batch(batch_id_for(scope, dataset_id, ((e.event_name, e.event_id) for e in selected)),
+                  (EventBlock.of(selected),))

@@ -6,15 +6,16 @@
         the key columns, in chunk order)
       chunk k + mask ───────────────────────>  transform_chunk(chunk k): mapping, rules, normalize + hash,
                                                   payload
-      <────── stats delta, quarantine records, events as JSON bytes (one blob + offsets)
-    main generator: results in chunk order -> OutboundEvent(body=orjson.Fragment) -> upload.deliver
+      <────── stats delta, quarantine records, events as JSON bytes (one array per block of events)
+    main generator: results in chunk order -> payload.EventBlock(bodies=JsonArray) -> upload.deliver
 
 Same chunks, same order, same duplicate decisions as the single-process path (the main process decides a
 chunk's duplicates before sending it, from `mapping.event_keys` of only its key columns), so event ids, batch
 ids, the quarantine and the report do not depend on the number of workers. Memory stays flat: at most `ahead`
 chunks are read but not yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000)
-and a chunk's JSON goes back as raw bytes (`Connection.send_bytes`, never pickled). The uploader sends the
-pre-serialized bytes (`orjson.Fragment`), so events are never rebuilt as dicts in the main process.
+and a chunk's JSON goes back as raw bytes (`Connection.send_bytes`, never pickled). The uploader joins the
+blocks' JSON arrays into request bodies, so events are never rebuilt as dicts, nor handled one by one, in the
+main process.
 
 Pass 1 (`validate_tasks`) hands a worker up to `VALIDATE_ROWS` rows of consecutive chunks of one file at once:
 one Great Expectations call for all of them (GX costs mostly per call), with the contract's duplicate check
@@ -42,7 +43,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["ChunkResult", "TransformPool", "ValidateResult", "WireEvent", "WorkerError", "chunk_tasks",
+from capi_pipeline.payload import EventBlock, JsonArray, block_size
+
+__all__ = ["ChunkResult", "TransformPool", "ValidateResult", "WorkerError", "chunk_tasks",
            "validate_tasks"]
 
 log = logging.getLogger("capi_pipeline.workers")
@@ -57,7 +60,8 @@ class WorkerError(RuntimeError):
 
 @dataclass
 class ChunkResult:
-    """What one chunk's transform hands back; events are parallel lists, bodies one blob cut at `offsets`."""
+    """What one chunk's transform hands back: the events as parallel lists, and their JSON as one buffer of
+    consecutive JSON arrays, one per block of `block` events (block j's array ends at `ends[j]`)."""
 
     seq: int
     stats: Any  # report.RunStats delta of this chunk
@@ -67,26 +71,18 @@ class ChunkResult:
     files: list[str]
     rows: list[int]
     blob: bytes
-    offsets: list[int]  # len(names) + 1 boundaries into blob
+    ends: list[int]
+    block: int
 
-    def events(self, *, as_dict: bool = False) -> Iterator[WireEvent]:
-        blob, offsets = self.blob, self.offsets
-        load = orjson.loads if as_dict else orjson.Fragment
-        for i, (name, event_id, file, row) in enumerate(zip(self.names, self.ids, self.files, self.rows)):
-            yield WireEvent(name, event_id, file, row, load(blob[offsets[i]:offsets[i + 1]]))
-
-
-class WireEvent:
-    """`payload.OutboundEvent`'s fields (what `upload.deliver` reads), body already JSON (`orjson.Fragment`)."""
-
-    __slots__ = ("event_name", "event_id", "file", "row", "body")
-
-    def __init__(self, event_name: str, event_id: str, file: str, row: int, body: Any) -> None:
-        self.event_name, self.event_id, self.file, self.row, self.body = event_name, event_id, file, row, body
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.event_name, self.event_id)
+    def blocks(self) -> Iterator[EventBlock]:
+        """The chunk's events as `payload.EventBlock`s, bodies still JSON (views into `blob`, no copy)."""
+        view = memoryview(self.blob)
+        start, n = 0, len(self.names)
+        for j, end in enumerate(self.ends):
+            a, b = j * self.block, min((j + 1) * self.block, n)
+            yield EventBlock(self.names[a:b], self.ids[a:b], self.files[a:b], self.rows[a:b],
+                             JsonArray(view[start:end], b - a))
+            start = end
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -274,28 +270,32 @@ def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
     built = transform_chunk(cfg, chunk, rejected, stats, records, options=init["options"],
                             rule_settings=init["rule_settings"], seen=_KnownDuplicates(dup), now=now)
     del chunk
+    size = block_size(cfg.batching.size)
     blob = bytearray()
-    offsets = [0]
+    ends: list[int] = []
     names: list[str] = []
     ids: list[str] = []
     files: list[str] = []
     rows: list[int] = []
     dumps = orjson.dumps
-    body: Any = None
-    for i in range(len(built)):
-        # each event's dicts are freed as soon as they are JSON: the chunk's events never exist twice
-        event_name, event_id, file, row, body = built[i]
-        built[i] = None
-        blob += dumps(body)
-        offsets.append(len(blob))
-        names.append(event_name)
-        ids.append(event_id)
-        files.append(file)
-        rows.append(int(row))
-    del built, body
+    for start in range(0, len(built), size):
+        # one JSON array per block (one orjson call, not one per event); each block's dicts are freed as soon
+        # as they are JSON: the chunk's events never exist twice
+        part = built[start:start + size]
+        built[start:start + size] = [None] * len(part)
+        block_names, block_ids, block_files, block_rows, bodies = zip(*part)
+        del part
+        blob += dumps(bodies)
+        ends.append(len(blob))
+        del bodies
+        names += block_names
+        ids += block_ids
+        files += block_files
+        rows += block_rows
+    del built
     # `blob` stays a bytearray: `_serve` sends it raw, the main process receives bytes
     return ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=names, ids=ids, files=files,
-                       rows=rows, blob=blob, offsets=offsets)  # type: ignore[arg-type]
+                       rows=rows, blob=blob, ends=ends, block=size)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import orjson
 import pandas as pd
 import pytest
 
-from capi_pipeline.payload import LDU_STATE_CODES, build_events
+from capi_pipeline.payload import (
+    LDU_STATE_CODES,
+    EventBlock,
+    JsonArray,
+    OutboundEvent,
+    block_size,
+    blocks,
+    build_events,
+)
 
 
 def _canon(n: int = 3) -> pd.DataFrame:
@@ -56,3 +65,45 @@ def test_state_codes_cover_capi_reference() -> None:
 
 def test_empty() -> None:
     assert build_events(_canon().iloc[0:0], {}).events == []
+
+
+# ---------------------------------------------------------------------------------------------- blocks
+
+@pytest.mark.parametrize("batch_size, expected", [(1000, 125), (999, 124), (500, 62), (16, 2), (8, 1), (5, 1), (1, 1)])
+def test_block_size(batch_size: int, expected: int) -> None:
+    assert block_size(batch_size) == expected
+    assert batch_size // expected * expected <= batch_size
+
+
+def _events(n: int) -> list[OutboundEvent]:
+    return [OutboundEvent(f"E{i % 2}", f"id{i}", "f.parquet", i + 1,
+                          {"event_name": f"E{i % 2}", "event_id": f"id{i}", "user_data": {"em": "é" * (i % 3)},
+                           "custom_data": {"value": i / 3, "contents": [{"id": "x", "quantity": i}]}})
+            for i in range(n)]
+
+
+def test_blocks_cut_a_chunk_in_order() -> None:
+    events = _events(7)
+    got = list(blocks(events, 3))
+    assert [b.size for b in got] == [3, 3, 1]
+    assert [e for b in got for e in b.events()] == events
+    assert got[0].keys() == [("E0", "id0"), ("E1", "id1"), ("E0", "id2")]
+    assert got[2].files == ["f.parquet"] and got[2].rows == [7]
+    assert list(blocks([], 3)) == [] and EventBlock.of([]).size == 0
+
+
+def test_json_array_joins_to_what_orjson_writes_for_the_dicts() -> None:
+    events = _events(10)
+    parts = [JsonArray(orjson.dumps([e.body for e in events[a:b]]), b - a) for a, b in ((0, 4), (4, 4), (4, 10))]
+    buffer = memoryview(b"".join(p.data for p in parts))  # views into one buffer, as a worker's chunk arrives
+    views, start = [], 0
+    for p in parts:
+        views.append(JsonArray(buffer[start:start + len(p.data)], p.count))
+        start += len(p.data)
+    joined = JsonArray.join(views)
+    assert joined.data == orjson.dumps([e.body for e in events]) and len(joined) == 10
+    assert orjson.dumps({"data": joined.fragment()}) == orjson.dumps({"data": [e.body for e in events]})
+    assert joined[3] == events[3].body and list(views[2]) == [e.body for e in events[4:]]
+    assert JsonArray.join([views[1]]).data == b"[]" and JsonArray.join([]).count == 0
+    block = EventBlock(["E0"], ["id0"], ["f.parquet"], [1], views[0])
+    assert block.size == 1 and block.events()[0].body == events[0].body  # a block knows its events, not its bytes

@@ -16,13 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from capi_pipeline.client import CapiClient, ClientSettings, DryRunClient, Secret, make_session
 from capi_pipeline.errors import TerminalUploadError
 from capi_pipeline.ledger import Ledger
 from capi_pipeline.sandbox import SandboxConfig, run_sandbox
-from capi_pipeline.upload import OutboundEvent, UploadSettings, batch_id_for, deliver
+from capi_pipeline.payload import EventBlock, JsonArray, blocks
+from capi_pipeline.upload import OutboundEvent, UploadSettings, batch_id_for, deliver, pack_requests
 from test_client import Answer, Call, FakeGraph, graph_error  # the recording fake lives with the client tests
 
 TOKEN = "EAAGuploadtoken9876543210zyxSECRET"
@@ -74,6 +76,87 @@ def test_batch_id_is_stable(a: tuple, b: tuple, same: bool) -> None:
     first, second = batch_id_for(*a), batch_id_for(*b)
     assert len(first) == 16 and int(first, 16) >= 0
     assert (first == second) is same
+
+
+def json_blocks(events: list[OutboundEvent], sizes: list[int]) -> list[EventBlock]:
+    """`events` cut into blocks of `sizes` (in turn), bodies serialized as a worker sends them."""
+    out, start = [], 0
+    while start < len(events):
+        size = sizes[len(out) % len(sizes)]
+        block = EventBlock.of(events[start:start + size])
+        out.append(block._replace(bodies=JsonArray(orjson.dumps(block.bodies), block.size)))
+        start += size
+    return out
+
+
+@pytest.mark.parametrize(("items", "size", "expected"), [
+    ([125] * 10 + [40] + [125] * 3, 1000, [1000, 665]),  # a short block (a chunk's last) is packed with the next
+    ([125] * 8, 1000, [1000]),
+    ([100, 100, 100], 250, [200, 100]),  # never splits a block that fits
+    ([600], 250, [250, 250, 100]),  # a block longer than a request is cut
+    ([0, 3, 0], 5, [3]),
+    ("loose 2500", 1000, [1000, 1000, 500]),  # single events: requests of exactly the batch size
+    ("loose 3 + [125]", 1000, [128]),
+])
+def test_requests_are_whole_blocks(items: Any, size: int, expected: list[int]) -> None:
+    events = outbound(3000)
+    if items == "loose 2500":
+        stream: list[Any] = events[:2500]
+    elif items == "loose 3 + [125]":
+        stream = events[:3] + list(blocks(events[3:128], 125))
+    else:
+        stream, start = [], 0
+        for n in items:
+            stream.append(EventBlock.of(events[start:start + n]))
+            start += n
+    requests = list(pack_requests(iter(stream), size))
+    assert [sum(b.size for b in r) for r in requests] == expected
+    sent = [e for r in requests for b in r for e in b.events()]
+    assert sent == events[:len(sent)] and len(sent) == sum(expected)  # every event once, in order
+
+
+def test_json_blocks_are_sent_as_the_same_requests_as_their_dicts(ledger: Ledger) -> None:
+    """What the worker path does: bodies never decoded, the same requests, batch ids and ledger as dicts."""
+    events = outbound(2200)
+    got = {}
+    for kind in ("dicts", "json"):
+        stream = list(blocks(events, 125)) if kind == "dicts" else json_blocks(events, [125])
+        with FakeGraph() as fake:
+            result = deliver(iter(stream), client=client_for(fake.url), settings=UploadSettings(**FAST),
+                             ledger=None, scope=SCOPE)
+        bodies = sorted((c.body for c in fake.calls), key=lambda b: int(b["data"][0]["event_id"][1:]))
+        got[kind] = (bodies, sorted(fake.delivered), result.events_delivered, result.requests)
+    assert got["dicts"] == got["json"]
+    bodies, delivered, n, requests = got["json"]
+    assert n == 2200 and requests == 3 and [len(b["data"]) for b in bodies] == [1000, 1000, 200]
+    assert [e["event_id"] for b in bodies for e in b["data"]] == [e.event_id for e in events]
+    assert bodies[0]["data"][0] == orjson.loads(orjson.dumps(events[0].body))
+
+
+def test_json_blocks_with_sent_or_repeated_keys_go_event_by_event(ledger: Ledger) -> None:
+    events = outbound(600)
+    repeated = events[:300] + [events[10]] + events[300:]  # one key twice in the first request
+    with run_sandbox(SandboxConfig(port=0)) as sb:
+        client = client_for(sb.url)
+        settings = UploadSettings(batch_size=500, **FAST)
+        deliver(iter(events[:200]), client=client, settings=settings, ledger=ledger, scope=SCOPE)
+        result = deliver(iter(json_blocks(repeated, [62, 7])), client=client, settings=settings, ledger=ledger,
+                         scope=SCOPE)
+        assert stats(sb)["unique_events"] == 600 and stats(sb)["duplicate_events"] == 0
+    assert result.events_skipped_already_sent == 200 and result.events_delivered == 400
+    assert ledger.counts(DATASET) == {"sent": 600}
+
+
+def test_json_blocks_bisect_to_the_bad_event(ledger: Ledger) -> None:
+    bad = frozenset({17, 700})
+    with run_sandbox(SandboxConfig(port=0)) as sb:
+        result = deliver(iter(json_blocks(outbound(1000, bad=bad), [125])), client=client_for(sb.url),
+                         settings=UploadSettings(**FAST), ledger=ledger, scope=SCOPE)
+        assert stats(sb)["unique_events"] == 998
+    assert (result.events_delivered, result.events_rejected) == (998, 2)
+    assert sorted((r.file, r.row, r.event_id) for r in result.rejected) == [
+        ("part-00000.parquet", 18, "e17"), ("part-00000.parquet", 701, "e700")]
+    assert ledger.counts(DATASET) == {"sent": 998, "failed": 2}
 
 
 # ---------------------------------------------------------------------------------------------- sandbox
