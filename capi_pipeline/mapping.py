@@ -1,7 +1,9 @@
 """Source chunk -> canonical frame: columns named by CAPI path, event_time in Unix seconds, stable event ids.
 
-Pure: a DataFrame in, a DataFrame out. The canonical frame keeps `user_data.*` columns raw (normalization is
-`normalize.py`'s job); several source columns for one key become `user_data.<key>`, `user_data.<key>#2`, ...
+Pure: a DataFrame in, a DataFrame out. The canonical frame keeps `user_data.*` columns raw but trimmed
+(normalization is `normalize.py`'s job), as Arrow-backed text (`str` dtype, missing = NaN) where the source column
+holds text, so normalize dictionary-encodes them in Arrow and only their distinct values ever become Python
+strings; several source columns for one key become `user_data.<key>`, `user_data.<key>#2`, ...
 
 event_time rules: integers are seconds, or milliseconds when `unit: ms` (with `unit: auto`, values above 10^11
 are taken as milliseconds); strings are ISO-8601, with an offset or `Z` taken as given and naive ones read in the
@@ -54,7 +56,7 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
             continue
         if path.startswith("user_data."):
             for i, values in enumerate(_columns(frame, src)):
-                out[path if i == 0 else f"{path}#{i + 1}"] = _as_text(values)
+                out[path if i == 0 else f"{path}#{i + 1}"] = _user_text(values)
         elif path == "event_time":
             out["event_time"] = parse_event_time(_single(frame, src, n), cfg.event_time.unit,
                                                  cfg.event_time.timezone)
@@ -254,6 +256,16 @@ def _as_text(values: Any) -> pd.Series:
     if arrow is None:
         return pd.Series([_text(v) for v in s.tolist()], index=s.index, dtype=object)
     return pd.Series(arrow.to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+
+
+def _user_text(values: Any) -> pd.Series:
+    """`_as_text` for a user_data column, kept Arrow-backed (`str` dtype) when the column holds only text or
+    integers; other cells (lists, floats, dates) take `_as_text`'s object path."""
+    s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    arrow = _arrow_text(s)
+    if arrow is None:
+        return _as_text(s)
+    return pd.Series(pd.array(arrow, dtype="str"), index=s.index)
 
 
 def _text_arrow(values: pd.Series) -> pa.Array:

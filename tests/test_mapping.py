@@ -87,8 +87,11 @@ def test_to_canonical(tmp_path: Path) -> None:
     assert canon["app_data.advertiser_tracking_enabled"].tolist()[0] == 1
     ext = canon["app_data.extinfo"].iloc[1]
     assert len(ext) == 16 and ext[0] == "i2" and ext[4] == "" and ext[1] == ""
-    assert canon["user_data.em"].tolist() == ["A@B.com", None]   # raw, only trimmed: normalize.py's job
-    assert canon["user_data.em#2"].tolist() == ["c@d.com", None]
+    # raw, only trimmed (normalize.py's job), and kept as Arrow-backed text for it
+    assert canon["user_data.em"].astype(object).where(canon["user_data.em"].notna(), None).tolist() == [
+        "A@B.com", None]
+    assert canon["user_data.em#2"].dtype == "str" and canon["user_data.em#2"].isna().tolist() == [False, True]
+    assert canon["user_data.em#2"].iloc[0] == "c@d.com"
     assert canon["opt_out"].tolist() == [False, False]
     assert user_data_columns(canon) == [("user_data.em", "em"), ("user_data.em#2", "em"), ("user_data.ph", "ph")]
 
@@ -103,3 +106,31 @@ def test_event_id_from_column_and_empty_frame(tmp_path: Path) -> None:
                           "value": [1.0], "cur": ["usd"], "items": [None], "store": [None], "ate": [0],
                           "x0": ["a2"], "x4": ["13"], "eid": [12345]})
     assert to_canonical(frame, cfg, file="f", first_row=1)["event_id"].tolist() == ["12345"]
+
+
+@pytest.mark.parametrize("phone, kind", [
+    (pd.Series([" +1 (415) 555-0100 ", None, "", "  "], dtype=object), "str"),  # text: Arrow-backed
+    (pd.Series([" +1 (415) 555-0100 ", None, "", "  "], dtype="str"), "str"),
+    (pd.Series([14155550100, None, 4155550100, None], dtype="Int64"), "str"),  # integers: their decimal text
+    (pd.Series([14155550100.0, np.nan, 4155550100.0, np.nan]), "object"),  # floats: the per-cell path
+    (pd.Series(["+1 415 555 0100", None, 4155550100, " "], dtype=object), "object"),  # mixed cells
+])
+def test_user_data_columns_normalize_alike_in_either_form(tmp_path: Path, phone: pd.Series, kind: str) -> None:
+    """Arrow-backed or object, a user_data column normalizes to the same values as its plain Python cells."""
+    from capi_pipeline.normalize import NormalizeOptions, RawField, normalize_user_data
+
+    cfg = _cfg(tmp_path)
+    frame = pd.DataFrame({"ev": ["Purchase"] * 4, "ts": [T] * 4, "email": [" A@B.com ", None, "x@y.org", " "],
+                          "email2": [None] * 4, "phone": phone, "value": [1.0] * 4, "cur": ["usd"] * 4,
+                          "items": [None] * 4, "store": [None] * 4, "ate": [None] * 4, "x0": [None] * 4,
+                          "x4": [None] * 4, "order_id": ["a", "b", "c", "d"], "line": [1, 2, 3, 4]})
+    canon = to_canonical(frame, cfg, file="f", first_row=1)
+    assert str(canon["user_data.ph"].dtype) == kind and canon["user_data.em"].dtype == "str"
+    options = NormalizeOptions(default_country="US")
+    fields = [RawField(key=key, values=canon[col], prehashed=False) for col, key in user_data_columns(canon)]
+    plain = [RawField(key=f.key, values=pd.Series(f.values.astype(object).where(f.values.notna(), None).tolist(),
+                                                  dtype=object), prehashed=False) for f in fields]
+    got, want = normalize_user_data(fields, options), normalize_user_data(plain, options)
+    assert {k: v.tolist() for k, v in got.values.items()} == {k: v.tolist() for k, v in want.values.items()}
+    assert got.drops == want.drops and got.row_rejection.tolist() == want.row_rejection.tolist()
+    assert got.values["ph"].notna().tolist()[0] and got.values["em"].notna().tolist() == [True, False, True, False]
