@@ -84,6 +84,7 @@ class RawField:
 @dataclass
 class UserDataResult:
     values: dict[str, pd.Series]
+    present: dict[str, np.ndarray] = field(default_factory=dict)  # key -> row has a value in `values` (bool)
     drops: collections.Counter = field(default_factory=collections.Counter)
     field_reasons: pd.Series | None = None  # tuples of "key:reason" per row; None unless asked (with_reasons=True)
     row_rejection: pd.Series | None = None
@@ -465,6 +466,7 @@ def normalize_user_data(fields: Sequence[RawField], options: NormalizeOptions, *
     lonely = _partner_pair(result, presence, values)
     for key, vals in values.items():
         result.values[key] = pd.Series(vals, index=index, dtype=object)
+        result.present[key] = presence[key]
         result.present_after[key] += int(presence[key].sum())
     if with_reasons:
         result.field_reasons = row_reasons([p for ps in parts.values() for p in ps], lonely, n, index)

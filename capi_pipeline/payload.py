@@ -160,8 +160,13 @@ _Spec = tuple[tuple[str, tuple[str, ...], bool], ...]
 
 
 def build_events(canon: pd.DataFrame, user_data: Mapping[str, pd.Series], *, ldu_policy: str = "off",
-                 ldu_states: pd.Series | None = None, ldu_consent: pd.Series | None = None) -> Payloads:
-    """Build the events of `canon` (index-aligned with every `user_data` Series and the LDU inputs)."""
+                 ldu_states: pd.Series | None = None, ldu_consent: pd.Series | None = None,
+                 user_data_present: Mapping[str, np.ndarray] | None = None) -> Payloads:
+    """Build the events of `canon` (index-aligned with every `user_data` Series and the LDU inputs).
+
+    `user_data_present`: per key, which rows have a value (None everywhere else), as normalize knows it; the
+    missing cells are then not searched for again.
+    """
     n = len(canon)
     if n == 0:
         return Payloads(events=[])
@@ -177,9 +182,15 @@ def build_events(canon: pd.DataFrame, user_data: Mapping[str, pd.Series], *, ldu
             values, missing = _values(canon[name])
             add("b", (name,), values, missing is not None)
     present: dict[str, np.ndarray] = {}
+    known = user_data_present or {}
     for key, s in user_data.items():
-        values, missing = _values(s if s.index.equals(canon.index) else s.reindex(canon.index))
-        present[key] = np.ones(n, dtype=bool) if missing is None else ~missing
+        aligned = s.index.equals(canon.index)
+        if aligned and key in known and s.dtype == object:
+            present[key] = have = np.asarray(known[key], dtype=bool)
+            values, missing = s.to_numpy(dtype=object).tolist(), None if have.all() else ~have
+        else:
+            values, missing = _values(s if aligned else s.reindex(canon.index))
+            present[key] = np.ones(n, dtype=bool) if missing is None else ~missing
         add("u", (key,), values, missing is not None)
     for prefix, target in (("custom_data.", "c"), ("app_data.", "a")):
         for col in canon.columns:

@@ -664,7 +664,7 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
     stats.hashed.update(ud.hashed)
     stats.prehashed.update(ud.prehashed)
     rejected_ud = ud.row_rejection.notna().to_numpy() if len(canon) else np.zeros(0, dtype=bool)
-    values = ud.values
+    values, present = ud.values, ud.present
     if rejected_ud.any():
         at = np.flatnonzero(rejected_ud)
         reasons = ud.row_rejection.to_numpy(dtype=object)[at].tolist()
@@ -677,6 +677,7 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
                                                                                       "user_data.st")]
         canon = canon.loc[keep_ud, later].reset_index(drop=True)
         values = {k: s[keep_ud].reset_index(drop=True) for k, s in values.items()}
+        present = {k: p[keep_ud] for k, p in present.items()}
     t3 = time.perf_counter()
 
     ldu_states = ldu_consent = None
@@ -686,7 +687,7 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
         consent_src = frame[cfg.ldu.consent_column] if cfg.ldu.consent_column in frame else None
         ldu_consent = _consent(consent_src, first_rows, canon["_row"]) if consent_src is not None else None
     built = payload.build_events(canon, values, ldu_policy=cfg.ldu.policy, ldu_states=ldu_states,
-                                 ldu_consent=ldu_consent)
+                                 ldu_consent=ldu_consent, user_data_present=present)
     stats.ldu.update(built.ldu_by_state)
     stats.events_built += len(built.events)
     if len(canon):

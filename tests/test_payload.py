@@ -107,3 +107,22 @@ def test_json_array_joins_to_what_orjson_writes_for_the_dicts() -> None:
     assert JsonArray.join([views[1]]).data == b"[]" and JsonArray.join([]).count == 0
     block = EventBlock(["E0"], ["id0"], ["f.parquet"], [1], views[0])
     assert block.size == 1 and block.events()[0].body == events[0].body  # a block knows its events, not its bytes
+
+
+def test_presence_from_normalize_builds_the_same_events() -> None:
+    """normalize's own presence masks (no second search for missing cells) give the same events and counts."""
+    from capi_pipeline.normalize import NormalizeOptions, RawField, normalize_user_data
+
+    raw = {"em": [" A@B.com ", None, "bad", "c@d.org"], "ph": [None, "+44 20 7946 0958", "12", None],
+           "fn": ["Zoë", "", None, "Al"], "partner_id": ["r1", None, "r3", None], "partner_name": ["liveramp", None,
+                                                                                                   None, None]}
+    ud = normalize_user_data([RawField(k, pd.Series(v, dtype=object)) for k, v in raw.items()],
+                             NormalizeOptions(default_country="US"))
+    for key, s in ud.values.items():
+        assert ud.present[key].tolist() == s.notna().tolist(), key
+    canon = _canon(3).iloc[[0, 1, 2, 0]].reset_index(drop=True)
+    with_masks = build_events(canon, ud.values, user_data_present=ud.present)
+    without = build_events(canon, ud.values)
+    assert [e.body for e in with_masks.events] == [e.body for e in without.events]
+    assert {k: v.tolist() for k, v in with_masks.present.items()} == {k: v.tolist() for k, v in without.present.items()}
+    assert "partner_id" not in with_masks.events[2].body["user_data"]  # a lonely partner id is dropped
