@@ -260,12 +260,28 @@ def _as_text(values: Any) -> pd.Series:
 
 def _user_text(values: Any) -> pd.Series:
     """`_as_text` for a user_data column, kept Arrow-backed (`str` dtype) when the column holds only text or
-    integers; other cells (lists, floats, dates) take `_as_text`'s object path."""
+    integers. A list cell (a parquet list column, a JSON-lines array) stays a list of its texts: several values
+    for one key, which normalize turns into an array. Other cells (floats, dates) take `_as_text`'s path."""
     s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
     arrow = _arrow_text(s)
-    if arrow is None:
-        return _as_text(s)
-    return pd.Series(pd.array(arrow, dtype="str"), index=s.index)
+    if arrow is not None:
+        return pd.Series(pd.array(arrow, dtype="str"), index=s.index)
+    if s.dtype == object:
+        cells = s.tolist()
+        if any(isinstance(v, _LIST_CELLS) for v in cells):
+            return pd.Series([_text_list(v) if isinstance(v, _LIST_CELLS) else _text(v) for v in cells],
+                             index=s.index, dtype=object)
+    return _as_text(s)
+
+
+_LIST_CELLS = (list, tuple, np.ndarray)
+
+
+def _text_list(cell: Any) -> list[str] | None:
+    """A list cell's values as trimmed texts, empty ones (and nested containers) left out; None when nothing is
+    left."""
+    items = [_text(v) for v in cell if not isinstance(v, (*_LIST_CELLS, dict))]
+    return [t for t in items if t is not None] or None
 
 
 def _text_arrow(values: pd.Series) -> pa.Array:

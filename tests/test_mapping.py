@@ -134,3 +134,42 @@ def test_user_data_columns_normalize_alike_in_either_form(tmp_path: Path, phone:
     assert {k: v.tolist() for k, v in got.values.items()} == {k: v.tolist() for k, v in want.values.items()}
     assert got.drops == want.drops and got.row_rejection.tolist() == want.row_rejection.tolist()
     assert got.values["ph"].notna().tolist()[0] and got.values["em"].notna().tolist() == [True, False, True, False]
+
+
+def test_list_cells_are_several_values_of_one_key(tmp_path: Path) -> None:
+    """A parquet list<string> column mapped to a user_data key: each cell's values become one deduplicated array
+    (README: "a list cell"), never the text of the list."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from capi_pipeline.extract import read_chunks
+    from capi_pipeline.normalize import NormalizeOptions, RawField, normalize_user_data
+
+    emails = pa.array([[" A@B.com ", "c@d.org", "a@b.com"], None, ["x@y.org", None, " "], [], ["e@f.net"]],
+                      type=pa.list_(pa.string()))
+    n = len(emails)
+    table = pa.table({"ev": ["Purchase"] * n, "ts": [T] * n, "email": emails, "email2": [None, None, "x@y.org",
+                                                                                          None, None],
+                      "phone": pa.nulls(n, pa.string()), "value": [1.0] * n, "cur": ["usd"] * n,
+                      "items": pa.nulls(n, pa.string()), "store": pa.nulls(n, pa.string()),
+                      "ate": pa.nulls(n, pa.string()), "x0": pa.nulls(n, pa.string()),
+                      "x4": pa.nulls(n, pa.string()), "order_id": list("abcde"), "line": [1, 2, 3, 4, 5]})
+    pq.write_table(table, tmp_path / "part-0.parquet")
+    (chunk,) = read_chunks(tmp_path / "part-0.parquet", "parquet", 100)
+    canon = to_canonical(chunk.frame, _cfg(tmp_path), file="f", first_row=1)
+    assert canon["user_data.em"].tolist() == [["A@B.com", "c@d.org", "a@b.com"], None, ["x@y.org"], None,
+                                              ["e@f.net"]]
+    ud = normalize_user_data([RawField(k, canon[c]) for c, k in user_data_columns(canon)], NormalizeOptions())
+
+    def h(v: str) -> str:
+        return hashlib.sha256(v.encode()).hexdigest()
+
+    assert ud.values["em"].tolist() == [[h("a@b.com"), h("c@d.org")], None, h("x@y.org"), None, h("e@f.net")]
+    assert not ud.drops
+    # object cells as JSON lines or pandas give them: tuples, arrays, nested containers (left out), NaN
+    frame = chunk.frame.assign(email=pd.Series([("a@b.com",), np.array([" c@d.org ", np.nan], dtype=object),
+                                                [["x@y.org"], {"e": 1}], "e@f.net", np.nan], dtype=object))
+    canon = to_canonical(frame, _cfg(tmp_path), file="f", first_row=1)
+    assert canon["user_data.em"].tolist() == [["a@b.com"], ["c@d.org"], None, "e@f.net", None]
