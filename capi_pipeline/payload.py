@@ -65,8 +65,8 @@ BLOCKS_PER_REQUEST = 8
 
 def block_size(batch_size: int) -> int:
     """Events per `EventBlock` for requests of `batch_size` events: a full request is `BLOCKS_PER_REQUEST`
-    blocks (8 x 125 = Meta's 1,000). Blocks are small so that a request never waits for a whole chunk, and
-    many so that the one short block at the end of each chunk costs little."""
+    blocks (8 x 125 = Meta's 1,000). Small enough that a chunk's short last block leaves a request at most one
+    block short; large enough that orjson's per-call cost (one call per block, in the worker) vanishes."""
     return max(1, batch_size // BLOCKS_PER_REQUEST)
 
 
