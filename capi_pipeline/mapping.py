@@ -260,18 +260,14 @@ def _as_text(values: Any) -> pd.Series:
 
 def _user_text(values: Any) -> pd.Series:
     """`_as_text` for a user_data column, kept Arrow-backed (`str` dtype) when the column holds only text or
-    integers. A list cell (a parquet list column, a JSON-lines array) stays a list of its texts: several values
-    for one key, which normalize turns into an array. Other cells (floats, dates) take `_as_text`'s path."""
+    integers. Otherwise cell by cell as `_as_text` does, except that a list cell (a parquet list column, a
+    JSON-lines array) stays a list of its texts: several values for one key, which normalize turns into an array."""
     s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
     arrow = _arrow_text(s)
     if arrow is not None:
         return pd.Series(pd.array(arrow, dtype="str"), index=s.index)
-    if s.dtype == object:
-        cells = s.tolist()
-        if any(isinstance(v, _LIST_CELLS) for v in cells):
-            return pd.Series([_text_list(v) if isinstance(v, _LIST_CELLS) else _text(v) for v in cells],
-                             index=s.index, dtype=object)
-    return _as_text(s)
+    return pd.Series([_text_list(v) if isinstance(v, _LIST_CELLS) else _text(v) for v in s.tolist()],
+                     index=s.index, dtype=object)
 
 
 _LIST_CELLS = (list, tuple, np.ndarray)

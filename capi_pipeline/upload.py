@@ -130,13 +130,11 @@ class ProgressInfo:
 class _Batch:
     batch_id: str
     blocks: tuple[EventBlock, ...]
+    keys: list[Key]  # (event_name, event_id) per event, in order
 
     @property
     def size(self) -> int:
-        return sum(b.size for b in self.blocks)
-
-    def keys(self) -> list[Key]:
-        return [key for b in self.blocks for key in zip(b.names, b.ids)]
+        return len(self.keys)
 
     def bodies(self) -> Sequence[Any]:
         """The request's `data`: the blocks' JSON arrays joined when every block has one, else the dicts."""
@@ -244,7 +242,7 @@ class _Run:
             raise _Stop()
         bodies = batch.bodies()
         if self.ledger is not None:
-            self.ledger.mark_sending(batch.batch_id, self.dataset_id, batch.keys())
+            self.ledger.mark_sending(batch.batch_id, self.dataset_id, batch.keys)
         try:
             sent = self._send_with_retries(batch, bodies)
         except InvalidEventsError as exc:
@@ -299,8 +297,9 @@ class _Run:
         self._add(bisections=1)
         middle = len(events) // 2
         # halves run in this worker, one after the other: bisection never needs a free pool slot
-        for suffix, part in (("0", events[:middle]), ("1", events[middle:])):
-            self.process(_Batch(f"{batch.batch_id}.{suffix}", (EventBlock.of(part),)))
+        halves = (("0", events[:middle], batch.keys[:middle]), ("1", events[middle:], batch.keys[middle:]))
+        for suffix, part, keys in halves:
+            self.process(_Batch(f"{batch.batch_id}.{suffix}", (EventBlock.of(part),), keys))
 
     def _send_with_retries(self, batch: _Batch, bodies: Sequence[Any]) -> SendResult:
         started = time.monotonic()
@@ -511,13 +510,13 @@ def _cancel(pending: set[Future[None]]) -> None:
 def _select(request: list[EventBlock], ledger: Ledger | None, dataset_id: str, force: bool,
             in_flight_before: set[Key], result: DeliveryResult, scope: str) -> _Batch | None:
     """The request's events that still need sending (one per key), as a batch; None if nothing is left."""
-    keys = [key for b in request for key in zip(b.names, b.ids)]
+    keys = [key for b in request for key in b.keys()]
     distinct = set(keys)
     if len(distinct) == len(keys):
         already = ledger.filter_unsent(dataset_id, keys) if ledger is not None else set()
         if force or not already:  # the common case: every event goes, the blocks as they are
             result.events_resent += len(already) + len((distinct & in_flight_before) - already)
-            return _Batch(batch_id_for(scope, dataset_id, keys), tuple(request))
+            return _Batch(batch_id_for(scope, dataset_id, keys), tuple(request), keys)
     # one key twice, or events an earlier run sent: event by event
     unique: dict[Key, OutboundEvent] = {}
     for event in (e for b in request for e in b.events()):
@@ -535,5 +534,5 @@ def _select(request: list[EventBlock], ledger: Ledger | None, dataset_id: str, f
         selected.append(event)
     if not selected:
         return None
-    return _Batch(batch_id_for(scope, dataset_id, ((e.event_name, e.event_id) for e in selected)),
-                  (EventBlock.of(selected),))
+    keys = [(e.event_name, e.event_id) for e in selected]
+    return _Batch(batch_id_for(scope, dataset_id, keys), (EventBlock.of(selected),), keys)
