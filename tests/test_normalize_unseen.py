@@ -261,6 +261,23 @@ def test_typed_parquet_cells(tmp_path):
     assert out["external_id"].tolist() == ["123", "45.5", None]
 
 
+def test_list_cells_become_arrays(tmp_path):
+    """A parquet list<string> column: several values of one key per row, written as a JSON array."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src, dst = tmp_path / "lists.parquet", tmp_path / "lists-out.parquet"
+    pq.write_table(pa.table({"em": pa.array([[" A@B.com ", "c@d.org", "a@b.com"], None, ["x@y.org"], []],
+                                            type=pa.list_(pa.string()))}), src)
+    assert cli.main(["normalize", str(src), "--out", str(dst), "--no-hash"]) == 0
+    out = pd.read_parquet(dst).astype(object)
+    got = [json.loads(v) if isinstance(v, str) and v.startswith("[") else v for v in out["em"].where(
+        out["em"].notna(), None).tolist()]
+    assert got == [["a@b.com", "c@d.org"], None, "x@y.org", None]
+
+
 def test_partner_ids_travel_together():
     res = normalize_user_data([RawField("partner_id", pd.Series([" XY1abc ", "XY2", None])),
                                RawField("partner_name", pd.Series([" liveramp ", None, "liveramp"]))],
