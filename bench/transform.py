@@ -63,13 +63,10 @@ def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
              ) -> tuple[int, int, int, dict[tuple[str, int], Any]]:
     """(events, request bodies, body bytes, {(file, row): ph} when asked): `pipeline.run`'s path for small
     partitions, events in blocks packed into requests of 1,000 and serialized as the uploader does."""
-    import orjson
-
     from capi_pipeline import payload
     from capi_pipeline.pipeline import normalize_options, rule_settings_for, transform_chunk
     from capi_pipeline.report import RunStats
     from capi_pipeline.rules import SeenEvents
-    from capi_pipeline.upload import pack_requests
 
     stats = RunStats(pipeline=cfg.name, date="bench")
     settings = rule_settings_for(cfg)
@@ -87,13 +84,24 @@ def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
                     phones[(e.file, e.row)] = e.body["user_data"].get("ph")
             yield from payload.blocks(built, size)
 
+    return (*_requests(blocks()), phones)
+
+
+def _requests(blocks: Any) -> tuple[int, int, int]:
+    """(events, request bodies, body bytes): `blocks` packed into requests of `BATCH` and serialized as the
+    uploader does (a worker's JSON arrays joined, never decoded; dicts by orjson)."""
+    import orjson
+
+    from capi_pipeline.payload import JsonArray, request_data
+    from capi_pipeline.upload import pack_requests
+
     events = bodies = nbytes = 0
-    for request in pack_requests(blocks(), BATCH):
-        data = [body for b in request for body in b.bodies]
-        nbytes += len(orjson.dumps({"data": data}))
+    for request in pack_requests(blocks, BATCH):
+        data = request_data(request)
+        nbytes += len(orjson.dumps({"data": data.fragment() if isinstance(data, JsonArray) else data}))
         bodies += 1
         events += len(data)
-    return events, bodies, nbytes, phones
+    return events, bodies, nbytes
 
 
 def pool_tasks(cfg: Any, files: list[Path]) -> list[tuple[str, int, Any, set[int]]]:
@@ -122,20 +130,9 @@ def run_ours_pool(pool: Any, tasks: list[Any], *, now: int) -> tuple[int, int, i
     """(events, request bodies, body bytes): the same transform in the worker processes, as `pipeline.run` does
     for large partitions; the main process marks duplicates and packs the workers' event blocks into request
     bodies of 1,000 events as the uploader does (their JSON arrays joined, never decoded)."""
-    import orjson
-
-    from capi_pipeline.payload import JsonArray
     from capi_pipeline.rules import SeenEvents
-    from capi_pipeline.upload import pack_requests
 
-    events = bodies = nbytes = 0
-    blocks = (b for result in pool.transform(tasks, seen=SeenEvents(), now=now) for b in result.blocks())
-    for request in pack_requests(blocks, BATCH):
-        data = JsonArray.join([b.bodies for b in request])  # type: ignore[misc]
-        nbytes += len(orjson.dumps({"data": data.fragment()}))
-        bodies += 1
-        events += len(data)
-    return events, bodies, nbytes
+    return _requests(b for result in pool.transform(tasks, seen=SeenEvents(), now=now) for b in result.blocks())
 
 
 # ---------------------------------------------------------------------------------------------- the SDK

@@ -217,7 +217,8 @@ class CapiClient:
         return body
 
     def send(self, events: Sequence[dict], *, batch_id: str) -> SendResult:
-        """POST one batch (dicts, or a `payload.JsonArray`); success means HTTP 200 and `events_received == len(events)`.
+        """POST one batch (dicts, or a `payload.JsonArray`); success means HTTP 200 and
+        `events_received == len(events)`.
 
         A 200 whose `events_received` differs is raised as TransientUploadError: Meta did not take the whole
         batch, and resending it with the same event ids is the only way to make sure everything arrives.

@@ -30,7 +30,7 @@ import orjson
 import pandas as pd
 
 __all__ = ["BLOCKS_PER_REQUEST", "EventBlock", "JsonArray", "LDU_STATE_CODES", "OutboundEvent", "Payloads",
-           "block_size", "blocks", "build_events"]
+           "block_size", "blocks", "build_events", "request_data"]
 
 LDU_STATE_CODES: dict[str, int] = {
     "ca": 1000, "co": 1001, "ct": 1002, "fl": 1003, "or": 1004, "tx": 1005, "mt": 1006, "de": 1007,
@@ -139,6 +139,13 @@ class EventBlock(NamedTuple):
             return EventBlock([], [], [], [], [])
         names, ids, files, rows, bodies = map(list, zip(*events))
         return EventBlock(names, ids, files, rows, bodies)
+
+
+def request_data(request: Sequence[EventBlock]) -> list[dict[str, Any]] | JsonArray:
+    """A request's `data` from its blocks: their JSON arrays joined when every block has one, else the dicts."""
+    if all(isinstance(b.bodies, JsonArray) for b in request):
+        return JsonArray.join([b.bodies for b in request])  # type: ignore[misc]
+    return [body for b in request for body in b.bodies]
 
 
 def blocks(events: list[OutboundEvent], size: int) -> Iterator[EventBlock]:

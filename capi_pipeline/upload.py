@@ -1,6 +1,6 @@
 """Batching, concurrency, retries and isolating bad events: events in, `DeliveryResult` out.
 
-    events / blocks (lazy) ─> requests of whole blocks ─> ledger: skip already `sent` ─> batch (stable id) ─> pool
+    blocks or events (lazy) ─> requests of whole blocks ─> ledger: skip already `sent` ─> batch (stable id)
         worker:  mark_sending ─> send ─┬─ ok ───────────> mark_sent
                                         ├─ transient ────> backoff (full jitter) and retry, then mark_failed
                                         ├─ throttled ────> halve the run's concurrency, honour hints, retry
@@ -11,9 +11,9 @@ The input is `payload.EventBlock`s (what the pipeline streams: a request is whol
 `batch_size` events, their JSON arrays joined without decoding them) or single events (gathered into requests of
 exactly `batch_size`). Only the rare paths (a key twice in one request, events an earlier run already sent, a
 bisection) handle events one by one. The input is consumed lazily and at most `2 * concurrency` batches exist at
-once, so the transform upstream overlaps with the uploads and memory stays flat. Batch ids come from the scope and the batch's event keys
-(sha256, 16 hex), never the clock or the attempt, so a re-run of the same events forms the same ids; the
-halves of a bisected batch are `<id>.0` and `<id>.1`.
+once, so the transform upstream overlaps with the uploads and memory stays flat. Batch ids come from the scope
+and the batch's event keys (sha256, 16 hex), never the clock or the attempt, so a re-run of the same events
+forms the same ids; the halves of a bisected batch are `<id>.0` and `<id>.1`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from capi_pipeline.client import InvalidEventsError, SendResult
 from capi_pipeline.errors import DeliveryError, TerminalUploadError, ThrottledError, TransientUploadError
 from capi_pipeline.ledger import Key, Ledger
-from capi_pipeline.payload import EventBlock, JsonArray, OutboundEvent
+from capi_pipeline.payload import EventBlock, OutboundEvent, request_data
 
 __all__ = [
     "BatchFailure",
@@ -137,10 +137,7 @@ class _Batch:
         return len(self.keys)
 
     def bodies(self) -> Sequence[Any]:
-        """The request's `data`: the blocks' JSON arrays joined when every block has one, else the dicts."""
-        if all(isinstance(b.bodies, JsonArray) for b in self.blocks):
-            return JsonArray.join([b.bodies for b in self.blocks])  # type: ignore[misc]
-        return [body for b in self.blocks for body in b.bodies]
+        return request_data(self.blocks)
 
     def events(self) -> list[OutboundEvent]:
         return [e for b in self.blocks for e in b.events()]
@@ -410,7 +407,8 @@ def pack_requests(items: Iterable[OutboundEvent | EventBlock], size: int) -> Ite
         yield request
 
 
-def deliver(events: Iterable[OutboundEvent | EventBlock], *, client: Any, settings: UploadSettings, ledger: Ledger | None,
+def deliver(events: Iterable[OutboundEvent | EventBlock], *, client: Any, settings: UploadSettings,
+            ledger: Ledger | None,
             scope: str, force: bool = False, progress: Callable[[ProgressInfo], None] | None = None,
             sleep: Callable[[float], None] = time.sleep) -> DeliveryResult:
     """Deliver `events` exactly once (with a ledger) and return the counts.
@@ -512,16 +510,16 @@ def _select(request: list[EventBlock], ledger: Ledger | None, dataset_id: str, f
     """The request's events that still need sending (one per key), as a batch; None if nothing is left."""
     keys = [key for b in request for key in b.keys()]
     distinct = set(keys)
-    if len(distinct) == len(keys):
-        already = ledger.filter_unsent(dataset_id, keys) if ledger is not None else set()
-        if force or not already:  # the common case: every event goes, the blocks as they are
-            result.events_resent += len(already) + len((distinct & in_flight_before) - already)
-            return _Batch(batch_id_for(scope, dataset_id, keys), tuple(request), keys)
+    once = len(distinct) == len(keys)
+    already = ledger.filter_unsent(dataset_id, keys if once else list(dict.fromkeys(keys))) \
+        if ledger is not None else set()
+    if once and (force or not already):  # the common case: every event goes, the blocks as they are
+        result.events_resent += len(already) + len((distinct & in_flight_before) - already)
+        return _Batch(batch_id_for(scope, dataset_id, keys), tuple(request), keys)
     # one key twice, or events an earlier run sent: event by event
     unique: dict[Key, OutboundEvent] = {}
     for event in (e for b in request for e in b.events()):
         unique.setdefault((event.event_name, event.event_id), event)  # one key twice in a request is one event for Meta anyway
-    already = ledger.filter_unsent(dataset_id, list(unique)) if ledger is not None else set()
     selected: list[OutboundEvent] = []
     for key, event in unique.items():
         if key in already:
