@@ -27,6 +27,8 @@ import sys
 import time
 from typing import Any
 
+import orjson
+
 import _common as c
 
 THROWAWAY_TOKEN = "bench-throwaway-token-not-a-secret"
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     with c.timed() as t:
         events = build_events(n, args.seed, c.workdir(args.workdir, "upload"))
         sdk = _sdk()
-        sdk_events = [to_sdk_event(e.body, sdk) for e in events]
+        # our bodies may hold JSON cells kept as their text (orjson.Fragment, e.g. contents): read back as dicts
+        sdk_events = [to_sdk_event(orjson.loads(orjson.dumps(e.body)), sdk) for e in events]
     print(f"  {len(events):,} events built (ours and SDK objects) in {t.seconds:.1f}s", flush=True)
 
     with c.SandboxProcess(latency_ms=args.latency_ms) as sb:

@@ -319,8 +319,9 @@ class DryRunClient:
         return self._builder.request_body(events)
 
     def send(self, events: Sequence[dict], *, batch_id: str) -> SendResult:
-        if isinstance(events, JsonArray):  # decoded, so the file is indented and its keys sorted like the rest
-            events = events.decoded()
+        # decoded, so the whole file is indented and its keys sorted: a JsonArray, and the JSON cells a body
+        # carries as their text (orjson.Fragment, e.g. contents)
+        events = events.decoded() if isinstance(events, JsonArray) else orjson.loads(orjson.dumps(list(events)))
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{batch_id}.json"
         path.write_bytes(orjson.dumps(self.request_body(events), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

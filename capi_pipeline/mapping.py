@@ -42,6 +42,16 @@ _ISO_FAST = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[+-]
 # orjson reads integers beyond 64 bits as floats where `json` keeps ints; such texts go to `json`.
 _LONG_DIGITS = r"[0-9]{19}"
 _TEXT = pa.large_string()
+# An array of flat objects whose values are plain strings (no escapes), numbers (integer part of at most 18
+# digits, exponent below 100), booleans or null: the shape of `contents` as warehouses write it, and always valid
+# JSON that orjson and `json` read alike. Such a text is sent as written (an orjson.Fragment), never parsed into
+# objects and serialized again.
+_JSON_WS = r"[ \t\n\r]*"
+_JSON_STR = r'"[^"\\\x00-\x1f]*"'
+_JSON_VALUE = rf"(?:{_JSON_STR}|-?(?:0|[1-9][0-9]{{0,17}})(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{{1,2}})?|true|false|null)"
+_JSON_MEMBER = rf"{_JSON_WS}{_JSON_STR}{_JSON_WS}:{_JSON_WS}{_JSON_VALUE}{_JSON_WS}"
+_JSON_OBJECT = rf"\{{(?:{_JSON_MEMBER}(?:,{_JSON_MEMBER})*|{_JSON_WS})\}}"
+_FLAT_OBJECTS = rf"^{_JSON_WS}\[{_JSON_WS}(?:{_JSON_OBJECT}{_JSON_WS}(?:,{_JSON_WS}{_JSON_OBJECT}{_JSON_WS})*)?\]{_JSON_WS}$"
 
 
 def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_row: int) -> pd.DataFrame:
@@ -368,13 +378,14 @@ def _to_bool(v: Any) -> bool | None:
 
 
 def _parse_json(values: pd.Series) -> pd.Series:
-    """JSON text cells -> parsed values, once per distinct text; unparseable text -> None, other cells as given."""
+    """JSON text cells -> parsed values, once per distinct text; unparseable text -> None, other cells as given.
+    Arrays of flat objects in plain JSON (`_FLAT_OBJECTS`) stay their text, as an `orjson.Fragment`."""
     arrow = _raw_text(values)
     if arrow is not None:
         encoded = pc.dictionary_encode(arrow)
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         parsed = np.empty(len(encoded.dictionary) + 1, dtype=object)  # the extra slot: missing cells -> None
-        parsed[:-1] = _loads(encoded.dictionary)
+        parsed[:-1] = _fragments_or_loads(encoded.dictionary)
         return pd.Series(parsed[codes], index=values.index, dtype=object)
     try:
         codes, distinct = pd.factorize(values, use_na_sentinel=True)
@@ -394,6 +405,21 @@ def _raw_text(s: pd.Series) -> pa.Array | None:
     else:
         return None
     return arrow.combine_chunks() if isinstance(arrow, pa.ChunkedArray) else arrow
+
+
+def _fragments_or_loads(texts: pa.Array) -> list[Any]:
+    """Each text as an `orjson.Fragment` when it is an array of flat objects in plain JSON (written into the
+    request as it is: no objects built, none serialized again), else as `_loads` reads it."""
+    flat = pc.fill_null(pc.match_substring_regex(texts, _FLAT_OBJECTS), False).to_numpy(zero_copy_only=False)
+    flat_at = np.flatnonzero(flat)
+    if len(flat_at) == 0:
+        return _loads(texts)
+    result = np.empty(len(texts), dtype=object)
+    result[flat_at] = list(map(orjson.Fragment, texts.take(pa.array(flat_at)).to_pylist()))
+    if len(flat_at) < len(texts):
+        rest = np.flatnonzero(~flat)
+        result[rest] = _loads(texts.take(pa.array(rest)))
+    return result.tolist()
 
 
 def _loads(texts: pa.Array) -> list[Any]:
@@ -419,11 +445,14 @@ def _loads(texts: pa.Array) -> list[Any]:
 
 
 def _json_loads(text: str) -> Any:
-    """The reference reading (`json`: NaN, lone surrogates, big integers), None when invalid."""
+    """The reference reading (`json`: NaN, big integers), None when invalid, or when the request could not
+    carry it (a lone surrogate, an integer beyond 64 bits: orjson refuses to write those, which failed the run)."""
     try:
-        return json.loads(text)
-    except ValueError:
+        value = json.loads(text)
+        orjson.dumps(value)
+    except (ValueError, TypeError):
         return None
+    return value
 
 
 def _json_cell(v: Any) -> Any:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from capi_pipeline.errors import ConfigurationError
-from capi_pipeline.ledger import Ledger
+from capi_pipeline.ledger import WRITER_CACHE_KIB, Ledger
 
 
 def keys(n: int, prefix: str = "e", name: str = "Purchase") -> list[tuple[str, str]]:
@@ -30,6 +30,13 @@ def test_open_path_creates_dirs_and_uses_wal(tmp_path: Path) -> None:
     Ledger.open(str(path)).close()
     assert path.exists()
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_batch_writer_has_a_large_page_cache(ledger: Ledger) -> None:
+    # the writer's cache is what keeps mark_sending from re-reading the B-tree's leaves (speed: bench/README.md)
+    assert ledger._fast is not None
+    assert ledger._fast._writer.execute("PRAGMA cache_size").fetchone()[0] == -WRITER_CACHE_KIB
+    assert WRITER_CACHE_KIB >= 32 * 1024
 
 
 def test_open_sqlalchemy_url(tmp_path: Path) -> None:

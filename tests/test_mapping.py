@@ -5,12 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import json
+import math
+
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capi_pipeline.config import parse_pipeline
-from capi_pipeline.mapping import parse_event_time, to_canonical, user_data_columns
+from capi_pipeline.mapping import _parse_json, parse_event_time, to_canonical, user_data_columns
 
 T = int(dt.datetime(2026, 11, 22, 14, 3, 11, tzinfo=dt.timezone.utc).timestamp())
 
@@ -83,7 +89,7 @@ def test_to_canonical(tmp_path: Path) -> None:
     assert canon["action_source"].tolist() == ["physical_store", "physical_store"]
     assert canon["custom_data.currency"].tolist() == ["USD", "eur"]
     assert canon["custom_data.value"].iloc[0] == 10.5 and np.isnan(canon["custom_data.value"].iloc[1])
-    assert canon["custom_data.contents"].tolist() == [[{"id": "s1", "quantity": 2}], None]
+    assert [_wire(v) for v in canon["custom_data.contents"]] == [[{"id": "s1", "quantity": 2}], None]
     assert canon["app_data.advertiser_tracking_enabled"].tolist()[0] == 1
     ext = canon["app_data.extinfo"].iloc[1]
     assert len(ext) == 16 and ext[0] == "i2" and ext[4] == "" and ext[1] == ""
@@ -173,3 +179,80 @@ def test_list_cells_are_several_values_of_one_key(tmp_path: Path) -> None:
                                                 [["x@y.org"], {"e": 1}], "e@f.net", np.nan], dtype=object))
     canon = to_canonical(frame, _cfg(tmp_path), file="f", first_row=1)
     assert canon["user_data.em"].tolist() == [["a@b.com"], ["c@d.org"], None, "e@f.net", None]
+
+
+# --- JSON cells (`parse: json`) ----------------------------------------------------------------------------------
+
+def _wire(value: object) -> object:
+    """What Meta receives for a canonical value: the JSON orjson writes for it (a Fragment as it is), read back."""
+    return orjson.loads(orjson.dumps(value))
+
+
+def _reference(text: str) -> object:
+    """`json.loads` (None when invalid, or when orjson cannot write it), as it goes on the wire."""
+    try:
+        return _wire(json.loads(text))
+    except (ValueError, TypeError):
+        return None
+
+
+def _cell(text: str) -> object:
+    return _parse_json(pd.Series([text, None], dtype="str")).iloc[0]
+
+
+@pytest.mark.parametrize("text, kept_as_text", [
+    ('[{"id": "SKU-1", "quantity": 2, "item_price": 9.99}]', True),
+    ('[{"id":"SKU-1","quantity":2},{"id":"SKU-2","quantity":1,"item_price":13.80}]', True),
+    (' [ { "id" : "é ü 東京", "n" : -0.5e+10, "t": true, "f": false, "z": null } ] ', True),
+    ("[]", True),
+    ("[{}]", True),
+    ('[{"q": 123456789012345678}]', True),               # 18 digits: every reader agrees
+    ('[{"q": 1234567890123456789}]', False),             # 19 digits: read by `json`, which keeps the int
+    ('[{"q": 12345678901234567890}]', False),            # beyond 64 bits: no JSON writer here takes it: dropped
+    ('["\\udc00"]', False),                              # a lone surrogate: dropped likewise
+    ('[{"id": "a\\"b"}]', False),                        # escapes: parsed, then written by orjson
+    ('[{"id": "\\u00e9"}]', False),
+    ('[{"a": [1, 2]}]', False),                          # nested: parsed
+    ('{"id": "x"}', False),                              # not an array
+    ("[1, 2]", False),
+    ('[{"a": NaN}]', False),                             # `json` reads it; the wire gets null
+    ('[{"a": 1e999}]', False),
+    ('[{"a": 1,}]', False),                              # invalid: dropped
+    ('[{"a": "x\ty"}]', False),                          # a raw tab inside a string: invalid
+    ('[{"a": 01}]', False),
+    ("[{a: 1}]", False),
+    ("not json", False),
+])
+def test_json_cells_go_on_the_wire_as_json_loads_reads_them(text: str, kept_as_text: bool) -> None:
+    value = _cell(text)
+    assert isinstance(value, orjson.Fragment) == kept_as_text
+    wire = _wire(value)
+    expected = _reference(text)
+    assert wire == expected or (isinstance(expected, list) and any(
+        isinstance(v, float) and math.isnan(v) for item in expected for v in item.values()))
+
+
+_json_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+_json_value = st.one_of(_json_text, st.integers(-10**18 + 1, 10**18 - 1),
+                        st.floats(allow_nan=False, allow_infinity=False, width=64), st.booleans(), st.none())
+_items = st.lists(st.dictionaries(_json_text, _json_value, max_size=4), max_size=4)
+_space = st.sampled_from(["", " ", "\n", "\t ", "\r\n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_items, _space, st.booleans())
+def test_json_arrays_of_flat_objects_read_alike_either_way(items: list, space: str, spaced: bool) -> None:
+    text = json.dumps(items, ensure_ascii=False, separators=(", ", ": ") if spaced else (",", ":"))
+    text = space + text.replace(", ", "," + space) + space
+    assert _wire(_cell(text)) == _wire(json.loads(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_json_text, _items.map(json.dumps)), st.integers(0, 40), st.sampled_from(['"', "\\", ",", "]",
+                                                                                          "}", "{", "\x01", " ", "e"]))
+def test_a_json_cell_kept_as_text_is_always_valid_json(base: str, at: int, char: str) -> None:
+    text = base[:at] + char + base[at:]  # mostly broken JSON: never sent as written
+    value = _cell(text)
+    if isinstance(value, orjson.Fragment):
+        assert orjson.loads(text) == json.loads(text)
+    assert _wire(value) == _reference(text) or _reference(text) is None and value is None
