@@ -145,7 +145,9 @@ def parse_event_time(values: pd.Series, unit: str, timezone: str) -> pd.Series:
         got, ok = _from_iso_fast(text, at, timezone)
         secs[at[ok]] = got[ok]
         done[at[ok]] = True
-    rest = ~done & pc.is_valid(text).to_numpy(zero_copy_only=False)
+    # the rest, if it has a digit: a text without one is no time ("TBD", "N/A"), and pandas would read "now" and
+    # "today" as the clock's time, an event_time that changes with every run
+    rest = ~done & pc.fill_null(pc.match_substring_regex(text, "[0-9]"), False).to_numpy(zero_copy_only=False)
     if rest.any():
         at = np.flatnonzero(rest)
         got = _from_text(pd.Series(text.take(pa.array(at)).to_numpy(zero_copy_only=False), dtype=object), unit,

@@ -33,6 +33,9 @@ T = int(dt.datetime(2026, 11, 22, 14, 3, 11, tzinfo=dt.timezone.utc).timestamp()
     (str(T * 1000), "ms", "UTC", T),
     (str(T), "s", "UTC", T),
     ("not a date", "auto", "UTC", None),
+    ("now", "auto", "UTC", None),                                     # pandas reads these as the clock's time
+    ("today", "auto", "UTC", None),
+    ("TBD", "auto", "UTC", None),
     ("", "auto", "UTC", None),
     (None, "auto", "UTC", None),
     ("2026-13-45T00:00:00Z", "auto", "UTC", None),
