@@ -33,7 +33,12 @@ import pyarrow.compute as pc
 from capi_pipeline.columns import PY_SPACE
 from capi_pipeline.config import FieldSource, PipelineConfig
 
-__all__ = ["event_keys", "key_source_columns", "parse_event_time", "to_canonical", "user_data_columns"]
+__all__ = ["UNREADABLE_JSON", "event_keys", "key_source_columns", "parse_event_time", "to_canonical",
+           "user_data_columns"]
+
+# canonical column "_invalid_json:<path>": True where the source held JSON text that could not be sent (the value
+# is left out of that event; pipeline counts these under events.values_dropped)
+UNREADABLE_JSON = "_invalid_json:"
 
 _TZ_SUFFIX = r"(?:[Zz]|[+-]\d{2}:?\d{2})$"
 # The ISO-8601 spellings computed column-wise: date, "T" or " ", time to the second, then "Z", an offset or
@@ -75,7 +80,10 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
         elif src.many:
             out[path] = _list_cells(frame, src, n)
         else:
-            out[path] = _scalar(path, _single(frame, src, n), src)
+            values = _single(frame, src, n)
+            out[path] = _scalar(path, values, src)
+            if src.parse == "json":
+                out[UNREADABLE_JSON + path] = _unreadable(values, out[path])
     for key in ("action_source", "custom_data.currency"):
         _default(out, key, cfg, n)
     if "action_source" in out:
@@ -396,6 +404,17 @@ def _parse_json(values: pd.Series) -> pd.Series:
     parsed = np.empty(len(distinct) + 1, dtype=object)
     parsed[:-1] = [_json_cell(v) for v in np.asarray(distinct, dtype=object).tolist()]
     return pd.Series(parsed[codes], index=values.index, dtype=object)
+
+
+def _unreadable(raw: pd.Series, parsed: pd.Series) -> np.ndarray:
+    """Rows whose source held (non-blank) JSON text that `_parse_json` had to drop."""
+    text = _raw_text(raw)
+    if text is None:  # not all text: only its text cells are parsed (lists and numbers are kept as given)
+        had = np.array([isinstance(v, str) and bool(v.strip()) for v in raw.tolist()] + [False], dtype=bool)[:-1]
+    else:
+        had = pc.fill_null(pc.greater(pc.binary_length(pc.utf8_trim_whitespace(text)), 0), False)
+        had = had.to_numpy(zero_copy_only=False)
+    return had & pd.isna(parsed.to_numpy(dtype=object))
 
 
 def _raw_text(s: pd.Series) -> pa.Array | None:

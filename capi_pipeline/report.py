@@ -44,6 +44,7 @@ class RunStats:
     key_coverage_after: Counter = field(default_factory=Counter)
     key_coverage_by_event: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     fields_dropped: Counter = field(default_factory=Counter)  # "key:reason" -> values
+    values_dropped: Counter = field(default_factory=Counter)  # "path:reason" -> values left out, outside user_data
     hashed: Counter = field(default_factory=Counter)
     prehashed: Counter = field(default_factory=Counter)
     ldu: Counter = field(default_factory=Counter)
@@ -158,7 +159,8 @@ class RunStats:
             "files": [{"file": f, "rows": self.rows_by_file.get(f, 0)} for f in self.files],
             "rejected": {"by_rule": dict(self.rejected_by_rule.most_common()),
                          "by_stage": dict(self.rejected_by_stage.most_common())},
-            "events": {"built": self.events_built, "by_event_name": dict(self.events_by_name.most_common())},
+            "events": {"built": self.events_built, "by_event_name": dict(self.events_by_name.most_common()),
+                       "values_dropped": dict(self.values_dropped.most_common())},
             "customer_information": {
                 "coverage_before": _ratios(self.key_coverage_before, self.rows_read),
                 "coverage_after": _ratios(self.key_coverage_after, self.events_built),

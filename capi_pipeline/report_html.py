@@ -188,6 +188,7 @@ def _events(report: Mapping[str, Any]) -> str:
     events = report.get("events") or {}
     by_name = _pairs(events.get("by_event_name"))
     ldu = _pairs(report.get("limited_data_use"))
+    dropped = _pairs(events.get("values_dropped"))
     ages = [(label, _int(n)) for label, n in (report.get("event_age_hours") or {}).items()]
     out = ['<div class="grid">',
            f"<div><h3>events built: {_int(events.get('built')):,}, by event name</h3>"
@@ -196,6 +197,8 @@ def _events(report: Mapping[str, Any]) -> str:
            + (_columns(ages, _BLUE) if any(n for _, n in ages) else '<p class="empty">none</p>') + "</div>",
            "<div><h3>Limited Data Use, by state</h3>"
            + (_hbars(ldu, _GREY) if ldu else '<p class="empty">no event flagged</p>') + "</div>",
+           "<div><h3>values left out of their events, by field and reason</h3>"
+           + (_hbars(dropped, _RED) if dropped else '<p class="empty">none</p>') + "</div>",
            "</div>"]
     return "".join(out)
 

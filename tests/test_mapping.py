@@ -259,3 +259,17 @@ def test_a_json_cell_kept_as_text_is_always_valid_json(base: str, at: int, char:
     if isinstance(value, orjson.Fragment):
         assert orjson.loads(text) == json.loads(text)
     assert _wire(value) == _reference(text) or _reference(text) is None and value is None
+
+
+def test_json_text_that_cannot_be_sent_is_marked(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    frame = pd.DataFrame({
+        "ev": ["Purchase"] * 5, "ts": ["2026-11-22T14:03:11Z"] * 5, "email": [None] * 5, "email2": [None] * 5,
+        "phone": [None] * 5, "value": [1.0] * 5, "cur": ["USD"] * 5, "store": ["s"] * 5, "ate": [None] * 5,
+        "x0": ["i2"] * 5, "x4": ["17"] * 5, "order_id": list("abcde"), "line": ["1"] * 5,
+        "items": ['[{"id": "s1", "quantity": 2}]', '[{"id": "s1",}]', None, "   ", '[{"id": "\\u00e9"}]'],
+    })
+    canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
+    assert canon["_invalid_json:custom_data.contents"].tolist() == [False, True, False, False, False]
+    assert [_wire(v) for v in canon["custom_data.contents"]] == [[{"id": "s1", "quantity": 2}], None, None,
+                                                                 None, [{"id": "é"}]]

@@ -165,3 +165,24 @@ def test_worker_failure_stops_the_run_before_sending(tmp_path: Path, sandbox, ye
     with pytest.raises(ContractViolation, match="event_name"):
         _run(cfg, yesterday, tmp_path / "out", workers=2)
     assert sandbox.stats()["requests"] == 0
+
+
+def test_json_cells_that_cannot_be_sent_are_left_out_and_counted(tmp_path: Path, sandbox, yesterday) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    smp = generate("offline", 400, yesterday, tmp_path / "wh", seed=4, bad_rate=0.0)
+    part = smp.files[0]
+    table = pq.read_table(part)
+    items = table.column("items").to_pylist()
+    broken = [i for i, v in enumerate(items) if v][:3]
+    for i in broken:
+        items[i] = '[{"id": "SKU-1", "quantity": 2,}]'  # a JSON list by the contract's shape check, not JSON
+    pq.write_table(table.set_column(table.schema.get_field_index("items"), "items", pa.array(items, pa.string())),
+                   part)
+    cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    result = _run(cfg, yesterday, tmp_path / "out")
+    assert result.exit_code == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["events"]["values_dropped"] == {"custom_data.contents:invalid_json": 3}
+    assert result.stats.totals()["events_delivered"] == result.stats.totals()["rows_valid"]

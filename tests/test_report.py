@@ -27,3 +27,12 @@ def test_event_age_buckets(ages: list[int]) -> None:
     stats.add_event_ages(ages)
     stats.add_event_ages(np.asarray(ages, dtype=np.int64))  # arrays too, counted again
     assert dict(stats.event_age_hours) == {k: 2 * v for k, v in _by_hand(ages).items()}
+
+
+def test_values_dropped_reach_the_report_and_merge() -> None:
+    part = RunStats(pipeline="p", date="d")
+    part.values_dropped["custom_data.contents:invalid_json"] += 2
+    whole = RunStats(pipeline="p", date="d")
+    whole.merge(RunStats.from_state(part.to_state()))  # Airflow's per-file parts go through to_state
+    whole.merge(part)
+    assert whole.to_dict()["events"]["values_dropped"] == {"custom_data.contents:invalid_json": 4}

@@ -40,6 +40,7 @@ def full_stats(tmp_path: Path) -> RunStats:
     s.key_coverage_by_event["Purchase"].update({"_events": 9000, "em": 8600, "ph": 7000, "fn": 6900})
     s.key_coverage_by_event["Lead"].update({"_events": 3000, "em": 2800, "lead_id": 3000})
     s.fields_dropped = Counter({"ph:invalid_phone": 900, "em:invalid_email": 300})
+    s.values_dropped = Counter({"custom_data.contents:invalid_json": 4})
     s.hashed = Counter({"em": 11200, "ph": 9100})
     s.prehashed = Counter({"em": 300})
     s.ldu = Counter({"CA": 800, "TX": 120})
@@ -78,7 +79,8 @@ def test_full_report_shows_counts_and_sections(tmp_path: Path) -> None:
     tiles = [e.text for e in root.iter("div") if e.get("class") == "n"]
     assert tiles == ["12,345", "172", "12,173", "12,000", "173"]
     for needle in ("missing_value", "event_too_old", "ph:invalid_phone", "CA", "Purchase", "Lead",
-                   "AbCdEf123", "XyZ987", "b-0007", "normalize_hash", "7.9", "ESTIMATE", "&lt;=24h"):
+                   "AbCdEf123", "XyZ987", "b-0007", "normalize_hash", "7.9", "ESTIMATE", "&lt;=24h",
+                   "custom_data.contents:invalid_json"):
         assert needle in text, needle
     assert len(list(root.iter("svg"))) >= 8
     assert root.find(".//h2") is not None
