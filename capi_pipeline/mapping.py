@@ -79,11 +79,10 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
             out[path] = _extinfo(frame, src, n)
         elif src.many:
             out[path] = _list_cells(frame, src, n)
+        elif src.parse == "json":
+            out[path], out[UNREADABLE_JSON + path] = _parse_json(_single(frame, src, n))
         else:
-            values = _single(frame, src, n)
-            out[path] = _scalar(path, values, src)
-            if src.parse == "json":
-                out[UNREADABLE_JSON + path] = _unreadable(values, out[path])
+            out[path] = _scalar(path, _single(frame, src, n), src)
     for key in ("action_source", "custom_data.currency"):
         _default(out, key, cfg, n)
     if "action_source" in out:
@@ -356,7 +355,7 @@ def _text(v: Any) -> str | None:
 
 def _scalar(path: str, values: pd.Series, src: FieldSource) -> pd.Series:
     if src.parse == "json":
-        return _parse_json(values)
+        return _parse_json(values)[0]
     if path in ("custom_data.value", "custom_data.predicted_ltv", "custom_data.net_revenue"):
         return pd.to_numeric(values, errors="coerce").astype(float)
     if path in ("custom_data.num_items", "app_data.advertiser_tracking_enabled",
@@ -387,34 +386,36 @@ def _to_bool(v: Any) -> bool | None:
     return bool(v)
 
 
-def _parse_json(values: pd.Series) -> pd.Series:
+def _parse_json(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """JSON text cells -> parsed values, once per distinct text; unparseable text -> None, other cells as given.
-    Arrays of flat objects in plain JSON (`_FLAT_OBJECTS`) stay their text, as an `orjson.Fragment`."""
+    Arrays of flat objects in plain JSON (`_FLAT_OBJECTS`) stay their text, as an `orjson.Fragment`. Also which
+    rows held (non-blank) text that had to be dropped."""
     arrow = _raw_text(values)
     if arrow is not None:
         encoded = pc.dictionary_encode(arrow)
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         parsed = np.empty(len(encoded.dictionary) + 1, dtype=object)  # the extra slot: missing cells -> None
         parsed[:-1] = _fragments_or_loads(encoded.dictionary)
-        return pd.Series(parsed[codes], index=values.index, dtype=object)
+        blank = pc.equal(pc.binary_length(pc.utf8_trim_whitespace(encoded.dictionary)), 0)
+        dropped = np.append(pd.isna(parsed[:-1]) & ~blank.to_numpy(zero_copy_only=False), False)
+        return pd.Series(parsed[codes], index=values.index, dtype=object), dropped[codes]
     try:
         codes, distinct = pd.factorize(values, use_na_sentinel=True)
-    except TypeError:  # unhashable cells (lists): nothing to parse, keep them as given
-        return pd.Series([_json_cell(v) for v in values.tolist()], index=values.index, dtype=object)
-    parsed = np.empty(len(distinct) + 1, dtype=object)
-    parsed[:-1] = [_json_cell(v) for v in np.asarray(distinct, dtype=object).tolist()]
-    return pd.Series(parsed[codes], index=values.index, dtype=object)
+    except TypeError:  # unhashable cells (lists): nothing to parse in them, keep them as given
+        cells = values.tolist()
+        parsed_cells = [_json_cell(v) for v in cells]
+        dropped = np.array([_dropped(v, p) for v, p in zip(cells, parsed_cells)] + [False], dtype=bool)[:-1]
+        return pd.Series(parsed_cells, index=values.index, dtype=object), dropped
+    cells = np.asarray(distinct, dtype=object).tolist()
+    parsed = np.empty(len(cells) + 1, dtype=object)
+    parsed[:-1] = [_json_cell(v) for v in cells]
+    dropped = np.array([_dropped(v, p) for v, p in zip(cells, parsed[:-1])] + [False], dtype=bool)
+    return pd.Series(parsed[codes], index=values.index, dtype=object), dropped[codes]
 
 
-def _unreadable(raw: pd.Series, parsed: pd.Series) -> np.ndarray:
-    """Rows whose source held (non-blank) JSON text that `_parse_json` had to drop."""
-    text = _raw_text(raw)
-    if text is None:  # not all text: only its text cells are parsed (lists and numbers are kept as given)
-        had = np.array([isinstance(v, str) and bool(v.strip()) for v in raw.tolist()] + [False], dtype=bool)[:-1]
-    else:
-        had = pc.fill_null(pc.greater(pc.binary_length(pc.utf8_trim_whitespace(text)), 0), False)
-        had = had.to_numpy(zero_copy_only=False)
-    return had & pd.isna(parsed.to_numpy(dtype=object))
+def _dropped(cell: Any, parsed: Any) -> bool:
+    """A text cell, not blank, whose JSON could not be read or sent."""
+    return isinstance(cell, str) and bool(cell.strip()) and (parsed is None or parsed != parsed)  # NaN: null
 
 
 def _raw_text(s: pd.Series) -> pa.Array | None:

@@ -200,7 +200,7 @@ def _reference(text: str) -> object:
 
 
 def _cell(text: str) -> object:
-    return _parse_json(pd.Series([text, None], dtype="str")).iloc[0]
+    return _parse_json(pd.Series([text, None], dtype="str"))[0].iloc[0]
 
 
 @pytest.mark.parametrize("text, kept_as_text", [
@@ -273,3 +273,15 @@ def test_json_text_that_cannot_be_sent_is_marked(tmp_path: Path) -> None:
     assert canon["_invalid_json:custom_data.contents"].tolist() == [False, True, False, False, False]
     assert [_wire(v) for v in canon["custom_data.contents"]] == [[{"id": "s1", "quantity": 2}], None, None,
                                                                  None, [{"id": "é"}]]
+
+
+@pytest.mark.parametrize("cells, dropped", [
+    (['[{"a": 1}]', "[1,]", None, "   ", "NaN", '"x"'], [False, True, False, False, True, False]),  # text
+    (['[{"a": 1}]', "[1,]", None, "   ", "NaN", 5], [False, True, False, False, True, False]),  # mixed objects
+    ([[{"a": 1}], "[1,]", None, "[]"], [False, True, False, False]),  # a list cell: unhashable, kept as given
+])
+def test_parse_json_tells_which_texts_it_dropped(cells: list, dropped: list) -> None:
+    values, lost = _parse_json(pd.Series(cells, dtype="str" if all(isinstance(c, str) or c is None
+                                                                  for c in cells) else object))
+    assert lost.tolist() == dropped
+    assert [v is None or v != v for v, gone in zip(values, lost) if gone] == [True] * sum(dropped)
