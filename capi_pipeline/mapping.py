@@ -22,6 +22,7 @@ column-wise; other spellings keep the general pandas path.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -432,28 +433,31 @@ def _raw_text(s: pd.Series) -> pa.Array | None:
 def _fragments_or_loads(texts: pa.Array) -> list[Any]:
     """Each text as an `orjson.Fragment` when it is an array of flat objects in plain JSON (written into the
     request as it is: no objects built, none serialized again), else as `_loads` reads it."""
-    flat = pc.fill_null(pc.match_substring_regex(texts, _FLAT_OBJECTS), False).to_numpy(zero_copy_only=False)
-    flat_at = np.flatnonzero(flat)
-    if len(flat_at) == 0:
-        return _loads(texts)
+    return _by_pattern(texts, _FLAT_OBJECTS, lambda t: list(map(orjson.Fragment, t.to_pylist())), _loads)
+
+
+def _by_pattern(texts: pa.Array, pattern: str, matching: Callable[[pa.Array], list[Any]],
+                other: Callable[[pa.Array], list[Any]]) -> list[Any]:
+    """`matching` on the texts that match `pattern` (RE2), `other` on the rest, back in the texts' order."""
+    hit = pc.fill_null(pc.match_substring_regex(texts, pattern), False).to_numpy(zero_copy_only=False)
+    if not hit.any():
+        return other(texts)
+    if hit.all():
+        return matching(texts)
     result = np.empty(len(texts), dtype=object)
-    result[flat_at] = list(map(orjson.Fragment, texts.take(pa.array(flat_at)).to_pylist()))
-    if len(flat_at) < len(texts):
-        rest = np.flatnonzero(~flat)
-        result[rest] = _loads(texts.take(pa.array(rest)))
+    for mask, read in ((hit, matching), (~hit, other)):
+        at = np.flatnonzero(mask)
+        result[at] = read(texts.take(pa.array(at)))
     return result.tolist()
 
 
 def _loads(texts: pa.Array) -> list[Any]:
     """json.loads of each text (None when invalid), at orjson's speed where both read a text alike."""
-    long = pc.fill_null(pc.match_substring_regex(texts, _LONG_DIGITS), False).to_numpy(zero_copy_only=False)
-    if long.any():
-        result = np.empty(len(texts), dtype=object)
-        fast = np.flatnonzero(~long)
-        result[fast] = _loads(texts.take(pa.array(fast))) if len(fast) else []
-        for i in np.flatnonzero(long):
-            result[i] = _json_loads(texts[int(i)].as_py())
-        return result.tolist()
+    return _by_pattern(texts, _LONG_DIGITS, lambda t: [_json_loads(s) for s in t.to_pylist()], _orjson_loads)
+
+
+def _orjson_loads(texts: pa.Array) -> list[Any]:
+    """`_loads` for texts without a long digit run: orjson, and `json` for a text orjson refuses."""
     strings = texts.to_pylist()
     out: list[Any] = []
     rest = iter(strings)
