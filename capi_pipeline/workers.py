@@ -28,6 +28,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing as mp
+import os
 import pickle
 import queue
 import sys
@@ -52,6 +53,13 @@ log = logging.getLogger("capi_pipeline.workers")
 _POLL_S = 0.2
 _DOCS_SEQ = -1
 _PER_WORKER = 2  # chunks a worker holds at most: the one it transforms and the next
+# Freed memory goes back to the OS (`_trim`) only when a process's resident set is over its budget after a
+# task (a worker) or a consumed chunk (the main process); under it, the next chunk reuses the pages instead of
+# faulting them in again. Measured on the offline sample without any trimming: pass 2's workers peak near 330
+# MiB (25,000-row chunks), pass 1's (Great Expectations) near 480 MiB, the main process near 540 MiB while it
+# uploads. So pass 1 trims, pass 2 mostly does not, and the sum stays within the 1.5 GB of the performance issue.
+WORKER_RSS_BUDGET = 384 * 2**20
+MAIN_RSS_BUDGET = 512 * 2**20
 
 
 class WorkerError(RuntimeError):
@@ -149,7 +157,6 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
             if msg[0] == "stop":
                 return
 
-    _fixed_mmap_threshold()
     threading.Thread(target=receive, name="capi-worker-inbox", daemon=True).start()
     validator = None
     if init.get("contract") is not None:
@@ -190,7 +197,7 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
                 conn.send(("done", seq, result))
             del result
             gc.collect()  # the collector's only pass per task: the chunk's objects are gone, few are left to scan
-            _trim()
+            _trim(above=WORKER_RSS_BUDGET)
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the main process
             text = traceback.format_exc()
             try:
@@ -204,12 +211,18 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
                 raise
 
 
-def _trim() -> None:
-    """Hand freed memory back to the OS between chunks, so a worker's RSS stays near one chunk's working set.
+def _trim(above: int = 0) -> None:
+    """Hand freed memory back to the OS, if this process's resident set is over `above` bytes (0: always).
 
     pandas' many small string objects fragment glibc's heap, and Arrow's pool keeps freed buffers; both
-    otherwise let the resident set creep up chunk after chunk.
+    otherwise let the resident set creep up chunk after chunk. A worker trims only over its budget: memory
+    handed back is faulted in again by the next chunk (~100k page faults per 100,000 rows, a sixth of a worker's
+    CPU, when it trimmed after every chunk; bench/README.md).
     """
+    if above:
+        rss = _rss_bytes()
+        if rss is not None and rss <= above:
+            return
     try:
         import pyarrow as pa
 
@@ -220,6 +233,17 @@ def _trim() -> None:
     if libc and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
 
+
+def _rss_bytes() -> int | None:
+    """This process's resident set now (Linux `/proc/self/statm`), None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 _libc: Any = None  # the C library once loaded; False where there is none
 
@@ -234,26 +258,6 @@ def _c_library() -> Any:
         name = ctypes.util.find_library("c")
         _libc = ctypes.CDLL(name) if name else False
     return _libc
-
-
-_M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
-_MMAP_THRESHOLD_BYTES = 256 * 1024
-
-
-def _fixed_mmap_threshold() -> None:
-    """Large blocks (a chunk's JSON, pickled messages: tens of MB) always from mmap, so freeing them gives
-    the memory back at once.
-
-    glibc raises its mmap threshold to the size of each freed mmapped block (up to 32 MB); after the first
-    chunk, every chunk-sized buffer would come from the heap, where freed space stays in the resident set
-    of this process (and of each thread's arena). Setting the threshold switches that adjustment off.
-    """
-    libc = _c_library()
-    if libc and hasattr(libc, "mallopt"):
-        try:
-            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
-        except Exception:  # not glibc after all
-            pass
 
 
 def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
@@ -365,7 +369,6 @@ class TransformPool:
     """
 
     def __init__(self, n: int, init: dict[str, Any]) -> None:
-        _fixed_mmap_threshold()  # this process receives the chunks' results (tens of MB each)
         self.n, self.init = n, init
         self.workers: list[tuple[Any, Connection]] = []
         self._load: dict[int, int] = {}
@@ -489,7 +492,7 @@ class TransformPool:
                     raise item
                 yield item
                 del item
-                _trim()  # the consumer is done with that chunk: hand its memory back
+                _trim(above=MAIN_RSS_BUDGET)  # the consumer is done with that chunk
         finally:
             stop.set()
             feeder.join()
