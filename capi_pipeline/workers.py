@@ -374,6 +374,8 @@ class TransformPool:
         self._load: dict[int, int] = {}
         self._validated = False  # the workers ran pass 1 (they hold Great Expectations' state)
         self._docs: tuple[str, list[bytes]] | None = None
+        self._docs_sent = False  # a process is building them (`_launch_docs`)
+        self._docs_error: Exception | None = None  # `_launch_docs` failed in the feeder thread
         self._spawn(n, init)
 
     def _spawn(self, n: int, init: dict[str, Any]) -> None:
@@ -424,17 +426,19 @@ class TransformPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transform(self, tasks: Iterable[tuple[str, int, Any, set[int]]], *, seen: Any, now: int
-                  ) -> Iterator[ChunkResult]:
+    def transform(self, tasks: Iterable[tuple[str, int, Any, set[int]]], *, seen: Any, now: int,
+                  docs_after: bool = False) -> Iterator[ChunkResult]:
         """Pass 2: `(file label, first_row, data, rejected rows)` tasks; their ChunkResults in order.
 
         After pass 1 the workers are replaced by fresh ones without the contract: pass 2 needs no GX, and
-        the memory GX kept in pass 1 would otherwise stay in both workers all through pass 2.
+        the memory GX kept in pass 1 would otherwise stay in both workers all through pass 2. With
+        `docs_after` (the run's last pass 2), the Data Docs of `start_docs` are handed to a fresh process as
+        soon as the last chunk is transformed, so they are built while the last requests are uploaded.
         """
         if self._validated:
             self._validated = False
             self._recycle(self.n, {**self.init, "contract": None})
-        return self._stream("transform", tasks, seen=seen, now=now)
+        return self._stream("transform", tasks, seen=seen, now=now, docs_after=docs_after)
 
     def validate(self, tasks: Iterable[tuple[int, str, int, Any, bool]]) -> Iterator[ValidateResult]:
         """Pass 1: `(file index, file label, first_row, data, check_table)` tasks; their results in order."""
@@ -442,23 +446,36 @@ class TransformPool:
         return self._stream("validate", tasks, seen=None, now=0)
 
     def start_docs(self, out_dir: Path, entries: list[bytes]) -> None:
-        """Remember pass 1's results for the GX Data Docs; `finish_docs` builds them after pass 2.
+        """Remember pass 1's results for the GX Data Docs, built once the last pass 2 is transformed.
 
-        Not during pass 2: building them holds GX and every result in a worker, on top of its transform.
+        Not during the transform: building them holds GX and every result in a worker, on top of its chunks.
         """
         self._docs = (str(out_dir), list(entries))
 
-    def finish_docs(self) -> str | None:
-        """Build the Data Docs `start_docs` was given, in one fresh process once the transform workers are
-        gone (their memory is never added to GX's); None when there was nothing to build."""
+    def _launch_docs(self) -> None:
+        """Send the Data Docs `start_docs` was given to one fresh process, once the transform workers are gone
+        (their memory is never added to GX's); `finish_docs` waits for them."""
         if self._docs is None:
-            return None
+            return
         docs, self._docs = self._docs, None
         self._recycle(1, self.init)
         conn = self._conns[0]
         conn.send(("docs", _DOCS_SEQ, docs, 0))
         del docs
         self._load[id(conn)] += 1
+        self._docs_sent = True
+
+    def finish_docs(self) -> str | None:
+        """The Data Docs `start_docs` was given, built in their own process (started now unless the last
+        pass 2 already did); None when there was nothing to build."""
+        if self._docs_error is not None:
+            error, self._docs_error = self._docs_error, None
+            raise error
+        self._launch_docs()
+        if not self._docs_sent:
+            return None
+        self._docs_sent = False
+        conn = self._conns[0]
         results: dict[int, Any] = {}
         while _DOCS_SEQ not in results:
             self._receive(conn, results)
@@ -472,7 +489,8 @@ class TransformPool:
     def _conns(self) -> list[Connection]:
         return [conn for _, conn in self.workers]
 
-    def _stream(self, kind: str, tasks: Iterable[Any], *, seen: Any, now: int) -> Iterator[Any]:
+    def _stream(self, kind: str, tasks: Iterable[Any], *, seen: Any, now: int, docs_after: bool = False
+                ) -> Iterator[Any]:
         """Results of `tasks` in order. A feeder thread reads the tasks, answers the workers' duplicate questions
         and keeps at most `ahead` chunks between reading and the consumer, so the workers never wait on the
         consumer's generator (suspended while the uploader waits for free upload slots).
@@ -480,7 +498,8 @@ class TransformPool:
         ahead = _PER_WORKER * len(self.workers) + 1
         out: queue.Queue[Any] = queue.Queue(maxsize=1)
         stop = threading.Event()
-        feeder = threading.Thread(target=self._feed, args=(kind, iter(tasks), seen, now, ahead, out, stop),
+        feeder = threading.Thread(target=self._feed,
+                                  args=(kind, iter(tasks), seen, now, ahead, out, stop, docs_after),
                                   name=f"capi-{kind}-feeder", daemon=True)
         feeder.start()
         try:
@@ -498,7 +517,7 @@ class TransformPool:
             feeder.join()
 
     def _feed(self, kind: str, tasks: Iterator[Any], seen: Any, now: int, ahead: int, out: queue.Queue[Any],
-              stop: threading.Event) -> None:
+              stop: threading.Event, docs_after: bool) -> None:
         def put(item: Any) -> bool:
             while not stop.is_set():
                 try:
@@ -509,14 +528,21 @@ class TransformPool:
             return False
 
         try:
-            self._feed_loop(kind, tasks, seen, now, ahead, put, stop)
+            done = self._feed_loop(kind, tasks, seen, now, ahead, put, stop)
         except BaseException as exc:  # noqa: BLE001 - the consumer re-raises it
             put(exc)
             return
+        if done and docs_after:
+            # every result is with the consumer: the workers are idle, and GX gets their memory
+            try:
+                self._launch_docs()
+            except Exception as exc:  # noqa: BLE001 - finish_docs raises it; the last uploads go on
+                self._docs_error = exc
         put(None)
 
     def _feed_loop(self, kind: str, tasks: Iterator[Any], seen: Any, now: int, ahead: int, put: Any,
-                   stop: threading.Event) -> None:
+                   stop: threading.Event) -> bool:
+        """Hand out the tasks and pass their results on in order; True once all are done, False if stopped."""
         conns = self._conns
         submitted = next_out = 0
         results: dict[int, Any] = {}
@@ -543,7 +569,7 @@ class TransformPool:
                 self._load[id(conn)] += 1
                 submitted += 1
             if exhausted and next_out == submitted:
-                return
+                return True
             for conn in wait(conns, timeout=_POLL_S):
                 self._receive(conn, results)
             while next_out in results:
@@ -551,8 +577,9 @@ class TransformPool:
                 if isinstance(item, _Failure):
                     raise item.error
                 if not put(item):
-                    return
+                    return False
                 next_out += 1
+        return False
 
     def _receive(self, conn: Connection, results: dict[int, Any]) -> None:
         try:
