@@ -11,8 +11,13 @@ Schema (SQLAlchemy Core, the same code for SQLite and PostgreSQL):
 
     capi_ledger_batches(batch_id PK, dataset_id, state, events, fbtrace_id, reason, updated_at)
     capi_ledger_events(dataset_id, event_id, event_name  PK in that order, batch_id, updated_at)
-        index (batch_id); WITHOUT ROWID on SQLite
+        WITHOUT ROWID on SQLite
+    capi_ledger_batch_keys(batch_id PK, event_keys)  the batch's (event_name, event_id) pairs as one JSON text
     An event's state is the state of the batch that last carried it, so finishing a batch writes one row.
+    Which events a batch carried is read from its event_keys row (`in_flight`, once per run), not from an index on
+    capi_ledger_events.batch_id: that index was a second B-tree entry per event, a quarter of the cost of
+    recording a batch (bench/README.md). Ledgers created before keep their index, and their batches without a
+    keys row are still read through it.
 
 A plain path opens SQLite (WAL, busy timeout, `BEGIN IMMEDIATE` so writers from several processes queue
 instead of failing). `sqlite:///...` and `postgresql+psycopg://...` URLs go to SQLAlchemy; only SQLite is
@@ -60,9 +65,13 @@ events = sa.Table(
     sa.Column("event_name", sa.String(128), primary_key=True),
     sa.Column("batch_id", sa.String(128), nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Index("ix_capi_ledger_events_batch", "batch_id"),
     # clustered on the key on SQLite: a lookup reads one B-tree instead of an index and then the table
     sqlite_with_rowid=False,
+)
+batch_keys = sa.Table(
+    "capi_ledger_batch_keys", _metadata,
+    sa.Column("batch_id", sa.String(128), primary_key=True),
+    sa.Column("event_keys", sa.Text, nullable=False),  # JSON: [[event_name, event_id], ...]
 )
 
 
@@ -151,13 +160,25 @@ class Ledger:
         return {key for key, state in self.states(dataset_id, keys).items() if state in wanted_states}
 
     def in_flight(self, dataset_id: str) -> set[Key]:
-        """Keys left in `sending` by a run that died mid-upload: the next run resends them."""
+        """Keys left in `sending` by a run that died mid-upload: the next run resends them.
+
+        The keys of the batches still `sending`, each kept only if that batch is still the one that last
+        carried it (a bisected batch hands its events to its halves).
+        """
+        candidates: set[Key] = set()
         with self.engine.connect() as conn:
-            open_batches = sa.select(batches.c.batch_id).where(batches.c.dataset_id == dataset_id,
-                                                               batches.c.state == "sending")
-            rows = conn.execute(sa.select(events.c.event_name, events.c.event_id)
-                                .where(events.c.batch_id.in_(open_batches.scalar_subquery())))
-            return {(name, event_id) for name, event_id in rows}
+            rows = conn.execute(sa.select(batches.c.batch_id, batch_keys.c.event_keys)
+                                .select_from(batches.outerjoin(batch_keys, batch_keys.c.batch_id == batches.c.batch_id))
+                                .where(batches.c.dataset_id == dataset_id, batches.c.state == "sending")).all()
+            for batch_id, keys in rows:
+                if keys is not None:
+                    candidates.update((name, event_id) for name, event_id in orjson.loads(keys))
+                else:  # written before batches kept their keys
+                    candidates.update((name, event_id) for name, event_id in conn.execute(
+                        sa.select(events.c.event_name, events.c.event_id).where(events.c.batch_id == batch_id)))
+        if not candidates:
+            return set()
+        return self._keys_in_state(dataset_id, list(candidates), ("sending",))
 
     def batch_state(self, batch_id: str) -> str | None:
         with self.engine.connect() as conn:
@@ -180,18 +201,23 @@ class Ledger:
             # the hot path (one call per batch of up to 1,000 events): prepared statements, plain tuples, one
             # executemany in one transaction; SQLAlchemy's per-row dict handling cost ~10 ms per batch
             unique = dict.fromkeys(keys)
+            listed = orjson.dumps(list(unique)).decode()
             with self._lock:
                 self._fast.write([
                     (_SQLITE_UPSERT_BATCH, (batch_id, dataset_id, "sending", len(unique), now), False),
+                    (_SQLITE_UPSERT_KEYS, (batch_id, listed), False),
                     (_SQLITE_UPSERT_EVENTS, [(dataset_id, event_id, name, batch_id, now) for name, event_id in unique],
                      True)])
             return
+        unique = dict.fromkeys(keys)
         rows = [{"dataset_id": dataset_id, "event_name": name, "event_id": event_id, "batch_id": batch_id,
-                 "updated_at": now} for name, event_id in dict.fromkeys(keys)]
+                 "updated_at": now} for name, event_id in unique]
         with self._lock, self._writer.begin() as conn:
             self._upsert(conn, batches, [{"batch_id": batch_id, "dataset_id": dataset_id, "state": "sending",
                                           "events": len(rows), "fbtrace_id": None, "reason": None,
                                           "updated_at": now}], ("batch_id",))
+            self._upsert(conn, batch_keys, [{"batch_id": batch_id, "event_keys": orjson.dumps(list(unique)).decode()}],
+                         ("batch_id",))
             for start in range(0, len(rows), 5000):
                 self._upsert(conn, events, rows[start:start + 5000], ("dataset_id", "event_id", "event_name"))
 
@@ -306,6 +332,9 @@ _SQLITE_UPSERT_BATCH = (
     "VALUES (?, ?, ?, ?, NULL, NULL, ?) ON CONFLICT (batch_id) DO UPDATE SET dataset_id = excluded.dataset_id, "
     "state = excluded.state, events = excluded.events, fbtrace_id = NULL, reason = NULL, "
     "updated_at = excluded.updated_at")
+_SQLITE_UPSERT_KEYS = (
+    "INSERT INTO capi_ledger_batch_keys (batch_id, event_keys) VALUES (?, ?) "
+    "ON CONFLICT (batch_id) DO UPDATE SET event_keys = excluded.event_keys")
 _SQLITE_UPSERT_EVENTS = (
     "INSERT INTO capi_ledger_events (dataset_id, event_id, event_name, batch_id, updated_at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (dataset_id, event_id, event_name) DO UPDATE SET batch_id = excluded.batch_id, "

@@ -81,6 +81,44 @@ def test_resending_moves_events_to_the_new_batch(ledger: Ledger) -> None:
     assert ledger.in_flight("ds") == {ks[0], ks[2], ks[3]}
 
 
+def test_in_flight_keeps_only_the_keys_still_carried_by_a_sending_batch(ledger: Ledger) -> None:
+    # a run killed mid-bisection: the parent is still `sending`, one half was answered
+    ks = keys(4)
+    ledger.mark_sending("parent", "ds", ks)
+    ledger.mark_sending("parent.0", "ds", ks[:2])
+    ledger.mark_sent("parent.0", None)
+    assert ledger.in_flight("ds") == set(ks[2:])
+    assert ledger.in_flight("other") == set()
+
+
+def test_new_ledgers_have_no_per_event_batch_index(tmp_path: Path) -> None:
+    # which events a batch carried comes from its keys row: one B-tree entry per event, not two
+    path = tmp_path / "ledger.sqlite"
+    with Ledger.open(str(path)) as ledger:
+        ledger.mark_sending("b1", "ds", keys(3))
+    indexes = sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'capi_ledger_events' AND sql IS NOT NULL")
+    assert indexes.fetchall() == []
+
+
+def test_in_flight_reads_batches_written_before_they_kept_their_keys(tmp_path: Path) -> None:
+    # a ledger from an earlier version: the index on batch_id, no keys rows
+    path = tmp_path / "ledger.sqlite"
+    ks = keys(3)
+    with Ledger.open(str(path)) as ledger:
+        ledger.mark_sending("old", "ds", ks)
+        ledger.mark_sending("new", "ds", [("Lead", "n1")])
+    db = sqlite3.connect(path)
+    db.execute("CREATE INDEX ix_capi_ledger_events_batch ON capi_ledger_events (batch_id)")
+    db.execute("DELETE FROM capi_ledger_batch_keys WHERE batch_id = 'old'")
+    db.commit()
+    db.close()
+    with Ledger.open(str(path)) as ledger:
+        assert ledger.in_flight("ds") == {*ks, ("Lead", "n1")}
+        ledger.mark_sent("old", None)
+        assert ledger.in_flight("ds") == {("Lead", "n1")}
+
+
 def test_datasets_are_separate(ledger: Ledger) -> None:
     ks = keys(3)
     ledger.mark_sending("a", "ds-A", ks)
