@@ -260,8 +260,7 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
         # Only the first pass over the rows counts them; later destinations rebuild the same events.
         first = i == 0
         events = _events(cfg, validations, stats if first else RunStats(pipeline=cfg.name, date=date),
-                         quarantine if first else None, now=now, pool=pool,
-                         docs_after=i == len(cfg.destinations) - 1)
+                         quarantine if first else None, now=now, pool=pool)
         scope = f"{cfg.name}/{date}/{dest.dataset_id}"
         started = time.perf_counter()
         if dry_run_dir is not None:
@@ -486,7 +485,7 @@ def _validate_partition(cfg: PipelineConfig, date: str, stats: RunStats,
     """Pass 1: the contract over every file; raises before anything is sent on a table-level failure.
 
     With a pool the chunks are validated in its processes (same order, same records); its Data Docs are then
-    built in a fresh process once pass 2's last chunk is transformed (`TransformPool.finish_docs`).
+    built by one of pass 1's workers while pass 2 starts (`TransformPool.start_docs`).
     """
     if pool is not None:
         return _validate_partition_pooled(cfg, date, stats, quarantine, pool)
@@ -567,13 +566,12 @@ def _validate_file(cfg: PipelineConfig, validator: Any, path: Path, stats: RunSt
 
 
 def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunStats,
-            quarantine: QuarantineWriter | None, *, now: int | None, pool: Any = None, docs_after: bool = False
+            quarantine: QuarantineWriter | None, *, now: int | None, pool: Any = None
             ) -> Iterator[payload.EventBlock]:
     """Pass 2: stream the partition's valid rows as event blocks (a generator the uploader consumes).
 
     With a `workers.TransformPool` the chunks are transformed in its processes and the blocks carry their
-    bodies already serialized (`payload.JsonArray`); here they are dicts. `docs_after`: the pool may start
-    the Data Docs once this pass is transformed (the run's last pass 2). Either way a chunk's events are cut
+    bodies already serialized (`payload.JsonArray`); here they are dicts. Either way a chunk's events are cut
     into blocks of `payload.block_size(batching.size)`, so requests do not depend on the number of processes.
     """
     from capi_pipeline.rules import SeenEvents
@@ -583,7 +581,7 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
     if pool is not None:
         from capi_pipeline.workers import chunk_tasks
 
-        for result in pool.transform(chunk_tasks(cfg, validations), seen=seen, now=clock, docs_after=docs_after):
+        for result in pool.transform(chunk_tasks(cfg, validations), seen=seen, now=clock):
             stats.merge(result.stats)
             if quarantine is not None and result.quarantine:
                 quarantine.write(result.quarantine)

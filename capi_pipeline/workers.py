@@ -373,9 +373,7 @@ class TransformPool:
         self.workers: list[tuple[Any, Connection]] = []
         self._load: dict[int, int] = {}
         self._validated = False  # the workers ran pass 1 (they hold Great Expectations' state)
-        self._docs: tuple[str, list[bytes]] | None = None
-        self._docs_sent = False  # a process is building them (`_launch_docs`)
-        self._docs_error: Exception | None = None  # `_launch_docs` failed in the feeder thread
+        self._docs_worker: tuple[Any, Connection] | None = None  # building the Data Docs (`start_docs`)
         self._spawn(n, init)
 
     def _spawn(self, n: int, init: dict[str, Any]) -> None:
@@ -392,10 +390,19 @@ class TransformPool:
     def _recycle(self, n: int, init: dict[str, Any]) -> None:
         """Replace the workers by `n` fresh ones: what the old ones allocated (GX's caches, a fragmented heap)
         goes back to the OS with them."""
-        self.close()
+        self._close_workers()
         self._spawn(n, init)
 
     def close(self) -> None:
+        self._close_workers()
+        if self._docs_worker is not None:  # never asked for (the run failed): not waited for either
+            proc, conn = self._docs_worker
+            self._docs_worker = None
+            proc.terminate()
+            proc.join(timeout=5)
+            conn.close()
+
+    def _close_workers(self) -> None:
         for proc, conn in self.workers:
             try:
                 conn.send(("stop",))
@@ -426,19 +433,17 @@ class TransformPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transform(self, tasks: Iterable[tuple[str, int, Any, set[int]]], *, seen: Any, now: int,
-                  docs_after: bool = False) -> Iterator[ChunkResult]:
+    def transform(self, tasks: Iterable[tuple[str, int, Any, set[int]]], *, seen: Any, now: int
+                  ) -> Iterator[ChunkResult]:
         """Pass 2: `(file label, first_row, data, rejected rows)` tasks; their ChunkResults in order.
 
         After pass 1 the workers are replaced by fresh ones without the contract: pass 2 needs no GX, and
-        the memory GX kept in pass 1 would otherwise stay in both workers all through pass 2. With
-        `docs_after` (the run's last pass 2), the Data Docs of `start_docs` are handed to a fresh process as
-        soon as the last chunk is transformed, so they are built while the last requests are uploaded.
+        the memory GX kept in pass 1 would otherwise stay in both workers all through pass 2.
         """
         if self._validated:
             self._validated = False
             self._recycle(self.n, {**self.init, "contract": None})
-        return self._stream("transform", tasks, seen=seen, now=now, docs_after=docs_after)
+        return self._stream("transform", tasks, seen=seen, now=now)
 
     def validate(self, tasks: Iterable[tuple[int, str, int, Any, bool]]) -> Iterator[ValidateResult]:
         """Pass 1: `(file index, file label, first_row, data, check_table)` tasks; their results in order."""
@@ -446,41 +451,47 @@ class TransformPool:
         return self._stream("validate", tasks, seen=None, now=0)
 
     def start_docs(self, out_dir: Path, entries: list[bytes]) -> None:
-        """Remember pass 1's results for the GX Data Docs, built once the last pass 2 is transformed.
+        """Build the GX Data Docs of pass 1's results now, in one of pass 1's workers (GX is loaded there).
 
-        Not during the transform: building them holds GX and every result in a worker, on top of its chunks.
+        That worker leaves the pool with the task and exits when done, while pass 2 starts in fresh workers:
+        a process of its own after pass 2 would import GX again (~2.5 s) on the run's critical path, and
+        building them during the transform would hold GX's memory on top of a transform worker's.
         """
-        self._docs = (str(out_dir), list(entries))
-
-    def _launch_docs(self) -> None:
-        """Send the Data Docs `start_docs` was given to one fresh process, once the transform workers are gone
-        (their memory is never added to GX's); `finish_docs` waits for them."""
-        if self._docs is None:
-            return
-        docs, self._docs = self._docs, None
-        self._recycle(1, self.init)
-        conn = self._conns[0]
+        docs = (str(out_dir), list(entries))
+        if self._validated and self.workers:
+            proc, conn = self.workers.pop()
+            self._load.pop(id(conn), None)
+        else:  # no pass-1 worker left: a fresh one with the contract
+            ctx = mp.get_context("spawn")
+            with _main_module_hidden():
+                parent, child = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_serve, args=(child, self.init), name="capi-docs", daemon=True)
+                proc.start()
+                child.close()
+            conn = parent
         conn.send(("docs", _DOCS_SEQ, docs, 0))
-        del docs
-        self._load[id(conn)] += 1
-        self._docs_sent = True
+        conn.send(("stop",))  # the answer is a short path: it waits in the pipe for `finish_docs`
+        self._docs_worker = (proc, conn)
 
     def finish_docs(self) -> str | None:
-        """The Data Docs `start_docs` was given, built in their own process (started now unless the last
-        pass 2 already did); None when there was nothing to build."""
-        if self._docs_error is not None:
-            error, self._docs_error = self._docs_error, None
-            raise error
-        self._launch_docs()
-        if not self._docs_sent:
+        """The Data Docs path from `start_docs`' worker (None when there was nothing to build)."""
+        if self._docs_worker is None:
             return None
-        self._docs_sent = False
-        conn = self._conns[0]
+        proc, conn = self._docs_worker
+        self._docs_worker = None
+        self._load[id(conn)] = 1
         results: dict[int, Any] = {}
-        while _DOCS_SEQ not in results:
-            self._receive(conn, results)
+        try:
+            while _DOCS_SEQ not in results:
+                self._receive(conn, results)
+        finally:
+            self._load.pop(id(conn), None)
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+            conn.close()
         result = results.pop(_DOCS_SEQ)
-        self.close()
         if isinstance(result, _Failure):
             raise result.error
         return result
@@ -489,8 +500,7 @@ class TransformPool:
     def _conns(self) -> list[Connection]:
         return [conn for _, conn in self.workers]
 
-    def _stream(self, kind: str, tasks: Iterable[Any], *, seen: Any, now: int, docs_after: bool = False
-                ) -> Iterator[Any]:
+    def _stream(self, kind: str, tasks: Iterable[Any], *, seen: Any, now: int) -> Iterator[Any]:
         """Results of `tasks` in order. A feeder thread reads the tasks, answers the workers' duplicate questions
         and keeps at most `ahead` chunks between reading and the consumer, so the workers never wait on the
         consumer's generator (suspended while the uploader waits for free upload slots).
@@ -498,8 +508,7 @@ class TransformPool:
         ahead = _PER_WORKER * len(self.workers) + 1
         out: queue.Queue[Any] = queue.Queue(maxsize=1)
         stop = threading.Event()
-        feeder = threading.Thread(target=self._feed,
-                                  args=(kind, iter(tasks), seen, now, ahead, out, stop, docs_after),
+        feeder = threading.Thread(target=self._feed, args=(kind, iter(tasks), seen, now, ahead, out, stop),
                                   name=f"capi-{kind}-feeder", daemon=True)
         feeder.start()
         try:
@@ -517,7 +526,7 @@ class TransformPool:
             feeder.join()
 
     def _feed(self, kind: str, tasks: Iterator[Any], seen: Any, now: int, ahead: int, out: queue.Queue[Any],
-              stop: threading.Event, docs_after: bool) -> None:
+              stop: threading.Event) -> None:
         def put(item: Any) -> bool:
             while not stop.is_set():
                 try:
@@ -528,21 +537,14 @@ class TransformPool:
             return False
 
         try:
-            done = self._feed_loop(kind, tasks, seen, now, ahead, put, stop)
+            self._feed_loop(kind, tasks, seen, now, ahead, put, stop)
         except BaseException as exc:  # noqa: BLE001 - the consumer re-raises it
             put(exc)
             return
-        if done and docs_after:
-            # every result is with the consumer: the workers are idle, and GX gets their memory
-            try:
-                self._launch_docs()
-            except Exception as exc:  # noqa: BLE001 - finish_docs raises it; the last uploads go on
-                self._docs_error = exc
         put(None)
 
     def _feed_loop(self, kind: str, tasks: Iterator[Any], seen: Any, now: int, ahead: int, put: Any,
-                   stop: threading.Event) -> bool:
-        """Hand out the tasks and pass their results on in order; True once all are done, False if stopped."""
+                   stop: threading.Event) -> None:
         conns = self._conns
         submitted = next_out = 0
         results: dict[int, Any] = {}
@@ -569,7 +571,7 @@ class TransformPool:
                 self._load[id(conn)] += 1
                 submitted += 1
             if exhausted and next_out == submitted:
-                return True
+                return
             for conn in wait(conns, timeout=_POLL_S):
                 self._receive(conn, results)
             while next_out in results:
@@ -577,9 +579,8 @@ class TransformPool:
                 if isinstance(item, _Failure):
                     raise item.error
                 if not put(item):
-                    return False
+                    return
                 next_out += 1
-        return False
 
     def _receive(self, conn: Connection, results: dict[int, Any]) -> None:
         try:
