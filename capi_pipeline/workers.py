@@ -374,6 +374,7 @@ class TransformPool:
         self._load: dict[int, int] = {}
         self._validated = False  # the workers ran pass 1 (they hold Great Expectations' state)
         self._docs_worker: tuple[Any, Connection] | None = None  # building the Data Docs (`start_docs`)
+        self._docs_done: Any = None  # its answer, once collected
         self._spawn(n, init)
 
     def _spawn(self, n: int, init: dict[str, Any]) -> None:
@@ -442,6 +443,7 @@ class TransformPool:
         """
         if self._validated:
             self._validated = False
+            self._collect_docs()  # the Data Docs worker is done before fresh ones start (memory)
             self._recycle(self.n, {**self.init, "contract": None})
         return self._stream("transform", tasks, seen=seen, now=now)
 
@@ -451,16 +453,17 @@ class TransformPool:
         return self._stream("validate", tasks, seen=None, now=0)
 
     def start_docs(self, out_dir: Path, entries: list[bytes]) -> None:
-        """Build the GX Data Docs of pass 1's results now, in one of pass 1's workers (GX is loaded there).
+        """Build the GX Data Docs of pass 1's results in one of pass 1's workers (GX is loaded there).
 
-        That worker leaves the pool with the task and exits when done, while pass 2 starts in fresh workers:
-        a process of its own after pass 2 would import GX again (~2.5 s) on the run's critical path, and
-        building them during the transform would hold GX's memory on top of a transform worker's.
+        The other workers stop at once; that one leaves the pool with the task and exits when done, and pass
+        2's fresh workers start after it (`transform`), so GX's memory never adds to theirs. A process of its
+        own after pass 2 imported GX again (~2.5 s) on the run's critical path.
         """
         docs = (str(out_dir), list(entries))
         if self._validated and self.workers:
             proc, conn = self.workers.pop()
             self._load.pop(id(conn), None)
+            self._close_workers()
         else:  # no pass-1 worker left: a fresh one with the contract
             ctx = mp.get_context("spawn")
             with _main_module_hidden():
@@ -470,13 +473,13 @@ class TransformPool:
                 child.close()
             conn = parent
         conn.send(("docs", _DOCS_SEQ, docs, 0))
-        conn.send(("stop",))  # the answer is a short path: it waits in the pipe for `finish_docs`
+        conn.send(("stop",))  # the answer is a short path: it waits in the pipe until collected
         self._docs_worker = (proc, conn)
 
-    def finish_docs(self) -> str | None:
-        """The Data Docs path from `start_docs`' worker (None when there was nothing to build)."""
+    def _collect_docs(self) -> None:
+        """Wait for `start_docs`' worker: its answer (a path, None or a failure) kept for `finish_docs`."""
         if self._docs_worker is None:
-            return None
+            return
         proc, conn = self._docs_worker
         self._docs_worker = None
         self._load[id(conn)] = 1
@@ -484,6 +487,8 @@ class TransformPool:
         try:
             while _DOCS_SEQ not in results:
                 self._receive(conn, results)
+        except WorkerError as exc:
+            results[_DOCS_SEQ] = _Failure(exc)
         finally:
             self._load.pop(id(conn), None)
             proc.join(timeout=30)
@@ -491,7 +496,12 @@ class TransformPool:
                 proc.terminate()
                 proc.join(timeout=5)
             conn.close()
-        result = results.pop(_DOCS_SEQ)
+        self._docs_done = results[_DOCS_SEQ]
+
+    def finish_docs(self) -> str | None:
+        """The Data Docs path from `start_docs` (None when there was nothing to build); raises its failure."""
+        self._collect_docs()
+        result, self._docs_done = self._docs_done, None
         if isinstance(result, _Failure):
             raise result.error
         return result
