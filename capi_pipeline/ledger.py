@@ -197,11 +197,11 @@ class Ledger:
     def mark_sending(self, batch_id: str, dataset_id: str, keys: Iterable[Key]) -> None:
         """Record the batch and its events as in flight; committed before the POST."""
         now = time.time()
+        unique = dict.fromkeys(keys)
+        listed = orjson.dumps(list(unique)).decode()
         if self._fast is not None:
             # the hot path (one call per batch of up to 1,000 events): prepared statements, plain tuples, one
             # executemany in one transaction; SQLAlchemy's per-row dict handling cost ~10 ms per batch
-            unique = dict.fromkeys(keys)
-            listed = orjson.dumps(list(unique)).decode()
             with self._lock:
                 self._fast.write([
                     (_SQLITE_UPSERT_BATCH, (batch_id, dataset_id, "sending", len(unique), now), False),
@@ -209,15 +209,13 @@ class Ledger:
                     (_SQLITE_UPSERT_EVENTS, [(dataset_id, event_id, name, batch_id, now) for name, event_id in unique],
                      True)])
             return
-        unique = dict.fromkeys(keys)
         rows = [{"dataset_id": dataset_id, "event_name": name, "event_id": event_id, "batch_id": batch_id,
                  "updated_at": now} for name, event_id in unique]
         with self._lock, self._writer.begin() as conn:
             self._upsert(conn, batches, [{"batch_id": batch_id, "dataset_id": dataset_id, "state": "sending",
                                           "events": len(rows), "fbtrace_id": None, "reason": None,
                                           "updated_at": now}], ("batch_id",))
-            self._upsert(conn, batch_keys, [{"batch_id": batch_id, "event_keys": orjson.dumps(list(unique)).decode()}],
-                         ("batch_id",))
+            self._upsert(conn, batch_keys, [{"batch_id": batch_id, "event_keys": listed}], ("batch_id",))
             for start in range(0, len(rows), 5000):
                 self._upsert(conn, events, rows[start:start + 5000], ("dataset_id", "event_id", "event_name"))
 

@@ -460,18 +460,12 @@ class TransformPool:
         own after pass 2 imported GX again (~2.5 s) on the run's critical path.
         """
         docs = (str(out_dir), list(entries))
-        if self._validated and self.workers:
-            proc, conn = self.workers.pop()
-            self._load.pop(id(conn), None)
-            self._close_workers()
-        else:  # no pass-1 worker left: a fresh one with the contract
-            ctx = mp.get_context("spawn")
-            with _main_module_hidden():
-                parent, child = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_serve, args=(child, self.init), name="capi-docs", daemon=True)
-                proc.start()
-                child.close()
-            conn = parent
+        if not (self._validated and self.workers):  # no pass-1 worker left: a fresh one with the contract
+            self._spawn(1, self.init)
+        proc, conn = self.workers.pop()
+        self._load.pop(id(conn), None)
+        if self._validated:
+            self._close_workers()  # the other pass-1 workers
         conn.send(("docs", _DOCS_SEQ, docs, 0))
         conn.send(("stop",))  # the answer is a short path: it waits in the pipe until collected
         self._docs_worker = (proc, conn)
