@@ -211,18 +211,17 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
                 raise
 
 
-def _trim(above: int = 0) -> None:
-    """Hand freed memory back to the OS, if this process's resident set is over `above` bytes (0: always).
+def _trim(above: int) -> None:
+    """Hand freed memory back to the OS, if this process's resident set is over `above` bytes.
 
     pandas' many small string objects fragment glibc's heap, and Arrow's pool keeps freed buffers; both
     otherwise let the resident set creep up chunk after chunk. A worker trims only over its budget: memory
     handed back is faulted in again by the next chunk (~100k page faults per 100,000 rows, a sixth of a worker's
     CPU, when it trimmed after every chunk; bench/README.md).
     """
-    if above:
-        rss = _rss_bytes()
-        if rss is not None and rss <= above:
-            return
+    rss = _rss_bytes()
+    if rss is not None and rss <= above:
+        return
     try:
         import pyarrow as pa
 
