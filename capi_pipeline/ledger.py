@@ -13,7 +13,16 @@ Schema (SQLAlchemy Core, the same code for SQLite and PostgreSQL):
     capi_ledger_events(dataset_id, event_id, event_name  PK in that order, batch_id, updated_at)
         WITHOUT ROWID on SQLite
     capi_ledger_batch_keys(batch_id PK, event_keys)  the batch's (event_name, event_id) pairs as one JSON text
+    capi_ledger_unindexed(seq PK, batch_id, dataset_id)  batches whose keys are not in capi_ledger_events yet
     An event's state is the state of the batch that last carried it, so finishing a batch writes one row.
+
+Deferred per-event index (SQLite file ledgers): `mark_sending` commits the batch row, its keys row and an
+`unindexed` row, a few KB, and returns. Writing the batch's 1,000 unrelated keys into capi_ledger_events right
+away touched ~1,000 leaf pages of the B-tree per batch (~4 MB of WAL; the main process's largest cost at a
+million events); they are written later, `INDEX_EVERY_KEYS` at a time and sorted, in one transaction (`flush`,
+also on `close`), where neighbouring keys share pages. Until then every read adds the `unindexed` batches'
+keys on top of capi_ledger_events (a later batch wins, as it does in the table), in one snapshot: a crash before
+a flush loses nothing, and other processes sharing the file see the same states.
     Which events a batch carried is read from its event_keys row (`in_flight`, once per run), not from an index on
     capi_ledger_events.batch_id: that index was a second B-tree entry per event, a quarter of the cost of
     recording a batch (bench/README.md). Ledgers created before keep their index, and their batches without a
@@ -27,10 +36,12 @@ tested here (psycopg is not installed). On a SQLite file the per-batch calls (`f
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,10 +53,13 @@ from capi_pipeline.errors import ConfigurationError
 
 __all__ = ["Key", "Ledger", "State"]
 
+log = logging.getLogger(__name__)
+
 Key = tuple[str, str]  # (event_name, event_id); the dataset id is passed alongside
 State = Literal["sending", "sent", "failed"]
 _CHUNK = 5000  # event ids per lookup query
 WRITER_CACHE_KIB = 64 * 1024  # page cache of the connection that writes batches (SQLite file ledgers)
+INDEX_EVERY_KEYS = 100_000  # event keys held in `unindexed` batches before a flush writes them (sorted)
 
 _metadata = sa.MetaData()
 batches = sa.Table(
@@ -73,6 +87,12 @@ batch_keys = sa.Table(
     sa.Column("batch_id", sa.String(128), primary_key=True),
     sa.Column("event_keys", sa.Text, nullable=False),  # JSON: [[event_name, event_id], ...]
 )
+unindexed = sa.Table(
+    "capi_ledger_unindexed", _metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),  # commit order: a later batch wins
+    sa.Column("batch_id", sa.String(128), nullable=False),
+    sa.Column("dataset_id", sa.String(64), nullable=False),
+)
 
 
 class Ledger:
@@ -86,6 +106,9 @@ class Ledger:
         self._writer = engine.execution_options(capi_immediate=True)
         _metadata.create_all(self._writer)
         self._fast = _SqliteFast.for_engine(engine)
+        self._overlays: dict[str, _Overlay] = {}  # per dataset: the unindexed batches' keys, as last read
+        self._overlay_lock = threading.Lock()
+        self._unindexed_keys = 0  # written by this ledger since its last flush
 
     @classmethod
     def open(cls, location: str) -> Ledger:
@@ -106,7 +129,12 @@ class Ledger:
         return cls(engine)
 
     def close(self) -> None:
+        """Flush the unindexed batches (a failure leaves them to the next flush: reads include them), close."""
         if self._fast is not None:
+            try:
+                self.flush()
+            except sqlite3.Error as exc:
+                log.warning("ledger: per-event index not written yet (%s); the next run writes it", exc)
             self._fast.close()
         self.engine.dispose()
 
@@ -123,26 +151,53 @@ class Ledger:
         return self._keys_in_state(dataset_id, keys, ("sent",))
 
     def states(self, dataset_id: str, keys: Sequence[Key]) -> dict[Key, str]:
-        """The ledger state of each known key (unknown keys are absent)."""
+        """The ledger state of each known key (unknown keys are absent): capi_ledger_events, then the keys of the
+        unindexed batches on top (they are newer), both read in one snapshot."""
         found: dict[Key, str] = {}
         wanted = set(keys)
         ids = list({event_id: None for _, event_id in keys})
         if self._fast is not None:
-            for start in range(0, len(ids), _CHUNK):
-                for name, event_id, state in self._fast.states(dataset_id, ids[start:start + _CHUNK]):
-                    if (name, event_id) in wanted:
-                        found[(name, event_id)] = state
-            return found
+            indexed, pending, load = self._fast.read(dataset_id, ids, _CHUNK)
+        else:
+            indexed, pending, load = self._read_sa(dataset_id, ids)
+        for name, event_id, state in indexed:
+            if (name, event_id) in wanted:
+                found[(name, event_id)] = state
+        if pending:
+            carrier = self._overlay(dataset_id, pending, load)
+            state_of = {batch_id: state for _, batch_id, state in pending}
+            for key in wanted:
+                batch_id = carrier.get(key)
+                if batch_id is not None:
+                    found[key] = state_of[batch_id]
+        return found
+
+    def _read_sa(self, dataset_id: str, ids: list[str]) -> tuple[list[Any], list[Any], Any]:
+        """`states`' reads through SQLAlchemy: (name, id, state) of indexed keys, the unindexed batches
+        (seq, batch_id, state) and their keys rows, in one transaction."""
         with self.engine.connect() as conn:
+            indexed: list[Any] = []
             for start in range(0, len(ids), _CHUNK):
                 query = (sa.select(events.c.event_name, events.c.event_id, batches.c.state)
                          .join(batches, batches.c.batch_id == events.c.batch_id)
                          .where(events.c.dataset_id == dataset_id,
                                 self._id_in(ids[start:start + _CHUNK])))
-                for name, event_id, state in conn.execute(query).all():
-                    if (name, event_id) in wanted:
-                        found[(name, event_id)] = state
-        return found
+                indexed.extend(conn.execute(query).all())
+            pending = [tuple(r) for r in conn.execute(
+                sa.select(unindexed.c.seq, unindexed.c.batch_id, batches.c.state)
+                .join(batches, batches.c.batch_id == unindexed.c.batch_id)
+                .where(unindexed.c.dataset_id == dataset_id).order_by(unindexed.c.seq))]
+            keys_rows = dict(conn.execute(
+                sa.select(batch_keys.c.batch_id, batch_keys.c.event_keys)
+                .where(batch_keys.c.batch_id.in_({b for _, b, _ in pending})))) if pending else {}
+        return indexed, pending, lambda wanted: {b: keys_rows[b] for b in wanted if b in keys_rows}
+
+    def _overlay(self, dataset_id: str, pending: list[tuple[int, str, str]], load: Any) -> dict[Key, str]:
+        """key -> the unindexed batch that last carried it, brought up to date with `pending`."""
+        with self._overlay_lock:
+            overlay = self._overlays.setdefault(dataset_id, _Overlay())
+            overlay.update([(seq, batch_id) for seq, batch_id, _ in pending], load)
+            return overlay.carrier
 
     def _id_in(self, ids: list[str]) -> sa.ColumnElement[bool]:
         """`event_id IN ids` as ONE bound value: SQLite json_each / PostgreSQL ANY(array).
@@ -185,7 +240,8 @@ class Ledger:
             return conn.execute(sa.select(batches.c.state).where(batches.c.batch_id == batch_id)).scalar()
 
     def counts(self, dataset_id: str) -> dict[str, int]:
-        """Events per state for one dataset (for reports and tests)."""
+        """Events per state for one dataset (for reports and tests; flushes the unindexed batches first)."""
+        self.flush()
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(batches.c.state, sa.func.count()).select_from(events)
                                 .join(batches, batches.c.batch_id == events.c.batch_id)
@@ -200,14 +256,18 @@ class Ledger:
         unique = dict.fromkeys(keys)
         listed = orjson.dumps(list(unique)).decode()
         if self._fast is not None:
-            # the hot path (one call per batch of up to 1,000 events): prepared statements, plain tuples, one
-            # executemany in one transaction; SQLAlchemy's per-row dict handling cost ~10 ms per batch
+            # the hot path (one call per batch of up to 1,000 events): prepared statements, one transaction of
+            # three small rows; the keys reach capi_ledger_events in the next flush (module docstring)
+            with self._overlay_lock:
+                self._overlays.setdefault(dataset_id, _Overlay()).keys_of[batch_id] = list(unique)
             with self._lock:
                 self._fast.write([
                     (_SQLITE_UPSERT_BATCH, (batch_id, dataset_id, "sending", len(unique), now), False),
                     (_SQLITE_UPSERT_KEYS, (batch_id, listed), False),
-                    (_SQLITE_UPSERT_EVENTS, [(dataset_id, event_id, name, batch_id, now) for name, event_id in unique],
-                     True)])
+                    (_SQLITE_INSERT_UNINDEXED, (batch_id, dataset_id), False)])
+                self._unindexed_keys += len(unique)
+                if self._unindexed_keys >= INDEX_EVERY_KEYS:
+                    self._flush_locked()
             return
         rows = [{"dataset_id": dataset_id, "event_name": name, "event_id": event_id, "batch_id": batch_id,
                  "updated_at": now} for name, event_id in unique]
@@ -237,6 +297,21 @@ class Ledger:
             conn.execute(batches.update().where(batches.c.batch_id == batch_id)
                          .values(state=state, fbtrace_id=fbtrace_id, reason=reason, updated_at=now))
 
+    def flush(self) -> None:
+        """Write the unindexed batches' keys into capi_ledger_events, sorted, in one transaction (any process's:
+        they share the file). Reads are the same before and after; this only makes the file compact."""
+        if self._fast is not None:
+            with self._lock:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        with self._overlay_lock:
+            known = {b: keys for overlay in self._overlays.values() for b, keys in overlay.keys_of.items()}
+        self._fast.flush(time.time(), known)  # type: ignore[union-attr]
+        self._unindexed_keys = 0
+        with self._overlay_lock:
+            self._overlays.clear()
+
     def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...]) -> None:
         if not rows:
             return
@@ -249,6 +324,31 @@ class Ledger:
         stmt = insert(table)
         update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
         conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update), rows)
+
+
+class _Overlay:
+    """The keys of one dataset's unindexed batches as `carrier` (key -> the batch that last carried it), kept
+    up to date across reads: new batches are added in commit order; after a flush (batches gone) it is rebuilt."""
+
+    def __init__(self) -> None:
+        self.keys_of: dict[str, list[Key]] = {}  # batch_id -> its keys (this process's batches, and those read)
+        self.carrier: dict[Key, str] = {}
+        self._applied: list[int] = []  # seqs folded into `carrier`, ascending
+
+    def update(self, pending: list[tuple[int, str]], load: Any) -> None:
+        seqs = [seq for seq, _ in pending]
+        applied = self._applied
+        if applied and (len(seqs) < len(applied) or seqs[:len(applied)] != applied):
+            self.carrier, applied = {}, []
+            self.keys_of = {b: self.keys_of[b] for _, b in pending if b in self.keys_of}
+        fresh = pending[len(applied):]
+        need = [b for _, b in fresh if b not in self.keys_of]
+        if need:
+            for batch_id, text in load(need).items():
+                self.keys_of[batch_id] = [(name, event_id) for name, event_id in orjson.loads(text)]
+        for _, batch_id in fresh:
+            self.carrier.update(dict.fromkeys(self.keys_of.get(batch_id, ()), batch_id))
+        self._applied = seqs
 
 
 class _SqliteFast:
@@ -276,13 +376,59 @@ class _SqliteFast:
             return None
         return cls(database)
 
-    def states(self, dataset_id: str, ids: list[str]) -> list[tuple[str, str, str]]:
+    def read(self, dataset_id: str, ids: list[str], chunk: int) -> tuple[list[Any], list[Any], Any]:
+        """(name, id, state) of the indexed `ids`, the unindexed batches (seq, batch_id, state), and a loader of
+        their keys rows: one read transaction, so a flush by another process is seen wholly or not at all."""
         with self._read_lock:
-            return self._reader.execute(
-                "SELECT e.event_name, e.event_id, b.state FROM capi_ledger_events e "
-                "JOIN capi_ledger_batches b ON b.batch_id = e.batch_id "
-                "WHERE e.dataset_id = ? AND e.event_id IN (SELECT value FROM json_each(?))",
-                (dataset_id, orjson.dumps(ids).decode())).fetchall()
+            conn = self._reader
+            conn.execute("BEGIN")
+            try:
+                indexed: list[Any] = []
+                for start in range(0, len(ids), chunk):
+                    indexed.extend(conn.execute(
+                        "SELECT e.event_name, e.event_id, b.state FROM capi_ledger_events e "
+                        "JOIN capi_ledger_batches b ON b.batch_id = e.batch_id "
+                        "WHERE e.dataset_id = ? AND e.event_id IN (SELECT value FROM json_each(?))",
+                        (dataset_id, orjson.dumps(ids[start:start + chunk]).decode())).fetchall())
+                pending = conn.execute(
+                    "SELECT u.seq, u.batch_id, b.state FROM capi_ledger_unindexed u "
+                    "JOIN capi_ledger_batches b ON b.batch_id = u.batch_id WHERE u.dataset_id = ? ORDER BY u.seq",
+                    (dataset_id,)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return indexed, pending, self._keys_rows
+
+    def _keys_rows(self, batch_ids: list[str]) -> dict[str, str]:
+        """The keys rows (JSON text) of these batches (never deleted or changed: a batch id names its keys)."""
+        with self._read_lock:
+            return dict(self._reader.execute(
+                "SELECT batch_id, event_keys FROM capi_ledger_batch_keys "
+                "WHERE batch_id IN (SELECT value FROM json_each(?))", (orjson.dumps(batch_ids).decode(),)))
+
+    def flush(self, now: float, known: dict[str, list[Key]]) -> None:
+        """Every unindexed batch's keys into capi_ledger_events, in key order (neighbours share leaf pages), a
+        later batch winning; their unindexed rows deleted; one transaction (the caller holds the lock)."""
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            pending = conn.execute("SELECT seq, batch_id, dataset_id FROM capi_ledger_unindexed ORDER BY seq").fetchall()
+            if pending:
+                need = [b for _, b, _ in pending if b not in known]
+                loaded = {b: orjson.loads(k) for b, k in conn.execute(
+                    "SELECT batch_id, event_keys FROM capi_ledger_batch_keys "
+                    "WHERE batch_id IN (SELECT value FROM json_each(?))", (orjson.dumps(need).decode(),))} \
+                    if need else {}
+                rows = [(dataset_id, event_id, name, batch_id, now) for _, batch_id, dataset_id in pending
+                        for name, event_id in known.get(batch_id) or loaded.get(batch_id, ())]
+                # by event id (datasets are one or few), stable: one key in two batches is written in commit
+                # order, so the later batch's upsert wins
+                rows.sort(key=itemgetter(1))
+                conn.executemany(_SQLITE_UPSERT_EVENTS, rows)
+                conn.execute("DELETE FROM capi_ledger_unindexed WHERE seq <= ?", (pending[-1][0],))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def write(self, statements: list[tuple[str, Any, bool]]) -> None:
         """Run `(sql, params, many)` statements in one BEGIN IMMEDIATE transaction (the caller holds the lock)."""
@@ -333,6 +479,7 @@ _SQLITE_UPSERT_BATCH = (
 _SQLITE_UPSERT_KEYS = (
     "INSERT INTO capi_ledger_batch_keys (batch_id, event_keys) VALUES (?, ?) "
     "ON CONFLICT (batch_id) DO UPDATE SET event_keys = excluded.event_keys")
+_SQLITE_INSERT_UNINDEXED = "INSERT INTO capi_ledger_unindexed (batch_id, dataset_id) VALUES (?, ?)"
 _SQLITE_UPSERT_EVENTS = (
     "INSERT INTO capi_ledger_events (dataset_id, event_id, event_name, batch_id, updated_at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (dataset_id, event_id, event_name) DO UPDATE SET batch_id = excluded.batch_id, "

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from capi_pipeline.errors import ConfigurationError
+from capi_pipeline import ledger as ledger_module
 from capi_pipeline.ledger import WRITER_CACHE_KIB, Ledger
 
 
@@ -19,10 +20,17 @@ def keys(n: int, prefix: str = "e", name: str = "Purchase") -> list[tuple[str, s
     return [(name, f"{prefix}{i}") for i in range(n)]
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
+@pytest.fixture(params=["deferred", "indexed_at_once"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
+    """Every state-machine test twice: keys read from the unindexed batches, and flushed after every batch."""
+    if request.param == "indexed_at_once":
+        monkeypatch.setattr(ledger_module, "INDEX_EVERY_KEYS", 1)
     with Ledger.open(str(tmp_path / "state" / "deep" / "ledger.sqlite")) as opened:
         yield opened  # type: ignore[misc]
+
+
+def indexed_keys(path: Path) -> int:
+    return sqlite3.connect(path).execute("SELECT count(*) FROM capi_ledger_events").fetchone()[0]
 
 
 def test_open_path_creates_dirs_and_uses_wal(tmp_path: Path) -> None:
@@ -183,3 +191,90 @@ def test_filter_is_fast_enough(ledger: Ledger) -> None:
     elapsed = time.perf_counter() - started
     assert found == set(ks)
     assert elapsed < 3.0  # ~0.6 s here; 1M keys take ~6 s (per-batch lookups overlap the uploads)
+
+
+def test_keys_reach_the_events_table_in_one_sorted_flush(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ks = keys(5)
+    with Ledger.open(str(path)) as ledger:
+        ledger.mark_sending("b1", "ds", ks[:3])
+        ledger.mark_sending("b2", "ds", ks[3:])
+        ledger.mark_sent("b1", None)
+        assert indexed_keys(path) == 0  # nothing per event yet: three small rows per batch
+        assert ledger.filter_unsent("ds", ks) == set(ks[:3])
+        assert ledger.in_flight("ds") == set(ks[3:])
+    # closing flushed: the same answers from capi_ledger_events alone
+    assert indexed_keys(path) == 5
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM capi_ledger_unindexed").fetchone()[0] == 0
+    with Ledger.open(str(path)) as ledger:
+        assert ledger.states("ds", ks) == {**dict.fromkeys(ks[:3], "sent"), **dict.fromkeys(ks[3:], "sending")}
+
+
+def test_a_flush_comes_every_index_every_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_module, "INDEX_EVERY_KEYS", 4)
+    path = tmp_path / "ledger.sqlite"
+    with Ledger.open(str(path)) as ledger:
+        ledger.mark_sending("b1", "ds", keys(3))
+        assert indexed_keys(path) == 0
+        ledger.mark_sending("b2", "ds", keys(2, prefix="f"))
+        assert indexed_keys(path) == 5
+
+
+def test_a_run_killed_before_its_flush_loses_nothing(tmp_path: Path) -> None:
+    # the first ledger is never closed (kill -9): its batches stay unindexed, and the next run reads them
+    path = tmp_path / "ledger.sqlite"
+    ks = keys(4)
+    dead = Ledger.open(str(path))
+    dead.mark_sending("b1", "ds", ks[:2])
+    dead.mark_sent("b1", None)
+    dead.mark_sending("b2", "ds", ks[2:])
+    with Ledger.open(str(path)) as ledger:
+        assert ledger.filter_unsent("ds", ks) == set(ks[:2])
+        assert ledger.in_flight("ds") == set(ks[2:])
+        ledger.mark_sending("b3", "ds", ks[2:])  # the resend
+        ledger.mark_sent("b3", None)
+        assert ledger.counts("ds") == {"sent": 4}  # counting flushes every unindexed batch, the dead one's too
+    assert indexed_keys(path) == 4
+
+
+def test_the_later_batch_wins_across_the_flush(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ks = keys(2)
+    with Ledger.open(str(path)) as ledger:
+        ledger.mark_sending("first", "ds", ks)
+        ledger.mark_sent("first", None)
+        ledger.flush()
+        ledger.mark_sending("forced", "ds", ks[:1])  # a forced resend, unindexed, newer than the table's row
+        assert ledger.states("ds", ks) == {ks[0]: "sending", ks[1]: "sent"}
+        ledger.mark_failed("forced", "gave up")
+        assert ledger.states("ds", ks) == {ks[0]: "failed", ks[1]: "sent"}
+        ledger.flush()
+        assert ledger.states("ds", ks) == {ks[0]: "failed", ks[1]: "sent"}
+
+
+def test_a_flush_by_another_process_is_seen_wholly(tmp_path: Path) -> None:
+    # two ledgers on one file (two Airflow tasks): the reader's cached view is rebuilt after the other's flush
+    path = tmp_path / "ledger.sqlite"
+    ks = keys(6)
+    with Ledger.open(str(path)) as writer, Ledger.open(str(path)) as reader:
+        writer.mark_sending("b1", "ds", ks[:3])
+        writer.mark_sent("b1", None)
+        assert reader.filter_unsent("ds", ks) == set(ks[:3])
+        writer.mark_sending("b2", "ds", ks[3:])
+        assert reader.in_flight("ds") == set(ks[3:])
+        writer.flush()
+        writer.mark_sending("b3", "ds", ks[:1])
+        assert reader.states("ds", ks) == {ks[0]: "sending", **dict.fromkeys(ks[1:3], "sent"),
+                                           **dict.fromkeys(ks[3:], "sending")}
+        assert reader.filter_unsent("ds", ks) == set(ks[1:3])
+
+
+def test_a_sqlalchemy_url_reads_the_unindexed_batches_too(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ks = keys(3)
+    with Ledger.open(str(path)) as fast, Ledger.open(f"sqlite:///{path}") as through_sqlalchemy:
+        fast.mark_sending("b1", "ds", ks[:2])
+        fast.mark_sent("b1", None)
+        fast.mark_sending("b2", "ds", ks[2:])
+        assert through_sqlalchemy.states("ds", ks) == {ks[0]: "sent", ks[1]: "sent", ks[2]: "sending"}
+        assert through_sqlalchemy.in_flight("ds") == {ks[2]}
