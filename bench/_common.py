@@ -254,6 +254,11 @@ def serve_null_sink() -> None:
                 entry["unique_events"] += len(data)  # not de-duplicated: the uploader's own counts are checked
             self._answer(200, {"events_received": len(data), "messages": [], "fbtrace_id": "null-sink"})
 
+    import gc
+
+    from capi_pipeline.sandbox.server import QUIET_GC_THRESHOLDS
+
+    gc.set_threshold(*QUIET_GC_THRESHOLDS)  # as the sandbox: decoded bodies are freed by reference counting
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(f"null sink listening on http://127.0.0.1:{server.server_address[1]}", flush=True)

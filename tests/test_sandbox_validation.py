@@ -190,3 +190,29 @@ def test_windows_are_configurable() -> None:
     assert validate_event(make("lead", event_time=NOW - 2 * DAY), now=NOW, rules=rules).subcode == 2804003
     assert validate_event(make("store", event_time=NOW - DAY - 60), now=NOW, rules=rules) is None
     assert validate_event(make("lead", event_time=NOW + 1), now=NOW, rules=rules).subcode == 2804004
+
+
+def test_the_one_pass_key_check_answers_as_the_key_by_key_check() -> None:
+    # user_data checks its hashes with one match per event; any doubt falls back to the ordered, per-key check,
+    # so the rejection (and the field it names) is the one a key-by-key check finds first
+    import itertools
+    import random
+
+    from capi_pipeline.sandbox import validation as v
+
+    good = hashlib.sha256(b"x").hexdigest()
+    values = [good, good.upper(), good[:63], [good, good], [good, "zz"], [], "", "  ", None, 7, "10.0.0.1",
+              "not-an-ip", "Mozilla/5.0", ["a"]]
+    keys = ["em", "ph", "ct", "client_ip_address", "client_user_agent", "lead_id", "partner_id", "partner_name",
+            "nonsense"]
+    rng = random.Random(3)
+    cases = [dict(zip(ks, vs)) for ks in itertools.permutations(keys, 3)
+             for vs in [rng.choices(values, k=3) for _ in range(4)]]
+    for user_data in cases:
+        expected = next((r for k, val in user_data.items() if (r := v._check_user_data_key(k, val)) is not None),
+                        None)
+        got = v._check_user_data({"user_data": user_data}, 0, ValidationRules())
+        if expected is not None:
+            assert got == expected, user_data
+        else:
+            assert got is None or got.subcode == 2804050 or "partner" in (got.field or ""), user_data
