@@ -15,18 +15,18 @@ Schema (SQLAlchemy Core, the same code for SQLite and PostgreSQL):
     capi_ledger_batch_keys(batch_id PK, event_keys)  the batch's (event_name, event_id) pairs as one JSON text
     capi_ledger_unindexed(seq PK, batch_id, dataset_id)  batches whose keys are not in capi_ledger_events yet
     An event's state is the state of the batch that last carried it, so finishing a batch writes one row.
-
-Deferred per-event index (SQLite file ledgers): `mark_sending` commits the batch row, its keys row and an
-`unindexed` row, a few KB, and returns. Writing the batch's 1,000 unrelated keys into capi_ledger_events right
-away touched ~1,000 leaf pages of the B-tree per batch (~4 MB of WAL; the main process's largest cost at a
-million events); they are written later, `INDEX_EVERY_KEYS` at a time and sorted, in one transaction (`flush`,
-also on `close`), where neighbouring keys share pages. Until then every read adds the `unindexed` batches'
-keys on top of capi_ledger_events (a later batch wins, as it does in the table), in one snapshot: a crash before
-a flush loses nothing, and other processes sharing the file see the same states.
     Which events a batch carried is read from its event_keys row (`in_flight`, once per run), not from an index on
     capi_ledger_events.batch_id: that index was a second B-tree entry per event, a quarter of the cost of
     recording a batch (bench/README.md). Ledgers created before keep their index, and their batches without a
     keys row are still read through it.
+
+The per-event rows are written later (every backend): `mark_sending` commits the batch row, its keys row and an
+`unindexed` row, and returns. Writing the batch's 1,000 unrelated keys into capi_ledger_events right away touched
+~1,000 leaf pages of the B-tree per batch (~4 MB of WAL on SQLite; the main process's largest cost at a million
+events); they are written `INDEX_EVERY_KEYS` at a time and in key order, where neighbours share pages, in one
+transaction that also deletes their `unindexed` rows (`flush`, also on `close`). Until then every read puts the
+unindexed batches' keys on top of capi_ledger_events (a later batch wins, as it does in the table), in one
+snapshot: a crash before a flush loses nothing, and other processes sharing the database see the same states.
 
 A plain path opens SQLite (WAL, busy timeout, `BEGIN IMMEDIATE` so writers from several processes queue
 instead of failing). `sqlite:///...` and `postgresql+psycopg://...` URLs go to SQLAlchemy; only SQLite is
@@ -92,6 +92,8 @@ unindexed = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),  # commit order: a later batch wins
     sa.Column("batch_id", sa.String(128), nullable=False),
     sa.Column("dataset_id", sa.String(64), nullable=False),
+    # AUTOINCREMENT on SQLite: a plain rowid would start again at 1 once a flush empties the table
+    sqlite_autoincrement=True,
 )
 
 
@@ -130,11 +132,12 @@ class Ledger:
 
     def close(self) -> None:
         """Flush the unindexed batches (a failure leaves them to the next flush: reads include them), close."""
+        try:
+            self.flush()
+        except (sqlite3.Error, sa.exc.SQLAlchemyError) as exc:
+            log.warning("ledger: per-event index not written yet (%s); the next run writes it",
+                        type(exc).__name__)
         if self._fast is not None:
-            try:
-                self.flush()
-            except sqlite3.Error as exc:
-                log.warning("ledger: per-event index not written yet (%s); the next run writes it", exc)
             self._fast.close()
         self.engine.dispose()
 
@@ -255,29 +258,28 @@ class Ledger:
         now = time.time()
         unique = dict.fromkeys(keys)
         listed = orjson.dumps(list(unique)).decode()
-        if self._fast is not None:
-            # the hot path (one call per batch of up to 1,000 events): prepared statements, one transaction of
-            # three small rows; the keys reach capi_ledger_events in the next flush (module docstring)
-            with self._overlay_lock:
-                self._overlays.setdefault(dataset_id, _Overlay()).keys_of[batch_id] = list(unique)
-            with self._lock:
+        # one call per batch of up to 1,000 events: three small rows in one transaction; the keys reach
+        # capi_ledger_events in the next flush (module docstring)
+        with self._overlay_lock:
+            self._overlays.setdefault(dataset_id, _Overlay()).keys_of[batch_id] = list(unique)
+        with self._lock:
+            if self._fast is not None:
+                # prepared statements and plain tuples: SQLAlchemy's per-call handling held the GIL long enough
+                # to slow the upload threads down
                 self._fast.write([
                     (_SQLITE_UPSERT_BATCH, (batch_id, dataset_id, "sending", len(unique), now), False),
                     (_SQLITE_UPSERT_KEYS, (batch_id, listed), False),
                     (_SQLITE_INSERT_UNINDEXED, (batch_id, dataset_id), False)])
-                self._unindexed_keys += len(unique)
-                if self._unindexed_keys >= INDEX_EVERY_KEYS:
-                    self._flush_locked()
-            return
-        rows = [{"dataset_id": dataset_id, "event_name": name, "event_id": event_id, "batch_id": batch_id,
-                 "updated_at": now} for name, event_id in unique]
-        with self._lock, self._writer.begin() as conn:
-            self._upsert(conn, batches, [{"batch_id": batch_id, "dataset_id": dataset_id, "state": "sending",
-                                          "events": len(rows), "fbtrace_id": None, "reason": None,
-                                          "updated_at": now}], ("batch_id",))
-            self._upsert(conn, batch_keys, [{"batch_id": batch_id, "event_keys": listed}], ("batch_id",))
-            for start in range(0, len(rows), 5000):
-                self._upsert(conn, events, rows[start:start + 5000], ("dataset_id", "event_id", "event_name"))
+            else:
+                with self._writer.begin() as conn:
+                    self._upsert(conn, batches, [{"batch_id": batch_id, "dataset_id": dataset_id, "state": "sending",
+                                                  "events": len(unique), "fbtrace_id": None, "reason": None,
+                                                  "updated_at": now}], ("batch_id",))
+                    self._upsert(conn, batch_keys, [{"batch_id": batch_id, "event_keys": listed}], ("batch_id",))
+                    conn.execute(unindexed.insert().values(batch_id=batch_id, dataset_id=dataset_id))
+            self._unindexed_keys += len(unique)
+            if self._unindexed_keys >= INDEX_EVERY_KEYS:
+                self._flush_locked()
 
     def mark_sent(self, batch_id: str, fbtrace_id: str | None) -> None:
         self._finish(batch_id, "sent", fbtrace_id=fbtrace_id, reason=None)
@@ -300,17 +302,40 @@ class Ledger:
     def flush(self) -> None:
         """Write the unindexed batches' keys into capi_ledger_events, sorted, in one transaction (any process's:
         they share the file). Reads are the same before and after; this only makes the file compact."""
-        if self._fast is not None:
-            with self._lock:
-                self._flush_locked()
+        with self._lock:
+            self._flush_locked()
 
     def _flush_locked(self) -> None:
         with self._overlay_lock:
             known = {b: keys for overlay in self._overlays.values() for b, keys in overlay.keys_of.items()}
-        self._fast.flush(time.time(), known)  # type: ignore[union-attr]
+        if self._fast is not None:
+            self._fast.flush(time.time(), known)
+        else:
+            self._flush_sa(time.time(), known)
         self._unindexed_keys = 0
         with self._overlay_lock:
             self._overlays.clear()
+
+    def _flush_sa(self, now: float, known: dict[str, list[Key]]) -> None:
+        """`_SqliteFast.flush` through SQLAlchemy (PostgreSQL, `sqlite:///` URLs): the same rows, one transaction."""
+        with self._writer.begin() as conn:
+            pending = conn.execute(sa.select(unindexed.c.seq, unindexed.c.batch_id, unindexed.c.dataset_id)
+                                   .order_by(unindexed.c.seq)).all()
+            if not pending:
+                return
+            need = {b for _, b, _ in pending if b not in known}
+            loaded = {b: orjson.loads(k) for b, k in conn.execute(
+                sa.select(batch_keys.c.batch_id, batch_keys.c.event_keys).where(batch_keys.c.batch_id.in_(need)))} \
+                if need else {}
+            carrier: dict[tuple[str, str, str], str] = {}  # one row per key: PostgreSQL's upsert refuses repeats
+            for _, batch_id, dataset_id in pending:
+                for name, event_id in known.get(batch_id) or loaded.get(batch_id, ()):
+                    carrier[(dataset_id, event_id, name)] = batch_id
+            rows = [{"dataset_id": ds, "event_id": event_id, "event_name": name, "batch_id": batch_id,
+                     "updated_at": now} for (ds, event_id, name), batch_id in sorted(carrier.items())]
+            for start in range(0, len(rows), 5000):
+                self._upsert(conn, events, rows[start:start + 5000], ("dataset_id", "event_id", "event_name"))
+            conn.execute(unindexed.delete().where(unindexed.c.seq <= pending[-1][0]))
 
     def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...]) -> None:
         if not rows:
@@ -333,12 +358,12 @@ class _Overlay:
     def __init__(self) -> None:
         self.keys_of: dict[str, list[Key]] = {}  # batch_id -> its keys (this process's batches, and those read)
         self.carrier: dict[Key, str] = {}
-        self._applied: list[int] = []  # seqs folded into `carrier`, ascending
+        self._applied: list[tuple[int, str]] = []  # (seq, batch_id) folded into `carrier`, in seq order
 
     def update(self, pending: list[tuple[int, str]], load: Any) -> None:
-        seqs = [seq for seq, _ in pending]
+        pending = [(seq, batch_id) for seq, batch_id in pending]
         applied = self._applied
-        if applied and (len(seqs) < len(applied) or seqs[:len(applied)] != applied):
+        if applied and pending[:len(applied)] != applied:  # a flush took some: start again from what is left
             self.carrier, applied = {}, []
             self.keys_of = {b: self.keys_of[b] for _, b in pending if b in self.keys_of}
         fresh = pending[len(applied):]
@@ -348,7 +373,7 @@ class _Overlay:
                 self.keys_of[batch_id] = [(name, event_id) for name, event_id in orjson.loads(text)]
         for _, batch_id in fresh:
             self.carrier.update(dict.fromkeys(self.keys_of.get(batch_id, ()), batch_id))
-        self._applied = seqs
+        self._applied = pending
 
 
 class _SqliteFast:

@@ -20,12 +20,16 @@ def keys(n: int, prefix: str = "e", name: str = "Purchase") -> list[tuple[str, s
     return [(name, f"{prefix}{i}") for i in range(n)]
 
 
-@pytest.fixture(params=["deferred", "indexed_at_once"])
+@pytest.fixture(params=["deferred", "indexed_at_once", "sqlalchemy", "sqlalchemy_indexed_at_once"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
-    """Every state-machine test twice: keys read from the unindexed batches, and flushed after every batch."""
-    if request.param == "indexed_at_once":
+    """Every state-machine test four times: keys read from the unindexed batches or flushed after every batch, on
+    the plain-sqlite3 path (a file path) and through SQLAlchemy (a URL, the code PostgreSQL runs)."""
+    if request.param.endswith("indexed_at_once"):
         monkeypatch.setattr(ledger_module, "INDEX_EVERY_KEYS", 1)
-    with Ledger.open(str(tmp_path / "state" / "deep" / "ledger.sqlite")) as opened:
+    path = tmp_path / "state" / "deep" / "ledger.sqlite"
+    if request.param.startswith("sqlalchemy"):
+        path.parent.mkdir(parents=True)
+    with Ledger.open(f"sqlite:///{path}" if request.param.startswith("sqlalchemy") else str(path)) as opened:
         yield opened  # type: ignore[misc]
 
 
@@ -40,8 +44,9 @@ def test_open_path_creates_dirs_and_uses_wal(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_batch_writer_has_a_large_page_cache(ledger: Ledger) -> None:
+def test_batch_writer_has_a_large_page_cache(tmp_path: Path) -> None:
     # the writer's cache is what keeps mark_sending from re-reading the B-tree's leaves (speed: bench/README.md)
+    ledger = Ledger.open(str(tmp_path / "ledger.sqlite"))
     assert ledger._fast is not None
     assert ledger._fast._writer.execute("PRAGMA cache_size").fetchone()[0] == -WRITER_CACHE_KIB
     assert WRITER_CACHE_KIB >= 32 * 1024
@@ -162,15 +167,22 @@ def test_threads_write_concurrently(ledger: Ledger) -> None:
     assert ledger.counts("ds") == {"sent": 4 * 20 * 50}
 
 
-def test_processes_write_concurrently(tmp_path: Path) -> None:
+@pytest.mark.parametrize("index_every", [100_000, 250])
+def test_processes_write_concurrently(tmp_path: Path, index_every: int) -> None:
+    # 250: both processes flush every few batches, each taking the other's unindexed batches along
     path = tmp_path / "shared.sqlite"
     Ledger.open(str(path)).close()
     code = (
-        "import sys\nfrom capi_pipeline.ledger import Ledger\n"
+        "import sys\nfrom capi_pipeline import ledger\nfrom capi_pipeline.ledger import Ledger\n"
+        f"ledger.INDEX_EVERY_KEYS = {index_every}\n"
         "p = sys.argv[1]\nwith Ledger.open(sys.argv[2]) as l:\n"
+        "    mine = []\n"
         "    for b in range(30):\n"
-        "        l.mark_sending(f'{p}-{b}', 'ds', [('Purchase', f'{p}-{b}-{i}') for i in range(100)])\n"
-        "        l.mark_sent(f'{p}-{b}', None)\n")
+        "        ks = [('Purchase', f'{p}-{b}-{i}') for i in range(100)]\n"
+        "        l.mark_sending(f'{p}-{b}', 'ds', ks)\n"
+        "        l.mark_sent(f'{p}-{b}', None)\n"
+        "        mine += ks\n"
+        "        assert l.filter_unsent('ds', mine) == set(mine)  # while the other one writes and flushes\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(p), str(path)]) for p in range(2)]
     assert [proc.wait(timeout=60) for proc in procs] == [0, 0]
     with Ledger.open(str(path)) as ledger:
@@ -278,3 +290,17 @@ def test_a_sqlalchemy_url_reads_the_unindexed_batches_too(tmp_path: Path) -> Non
         fast.mark_sending("b2", "ds", ks[2:])
         assert through_sqlalchemy.states("ds", ks) == {ks[0]: "sent", ks[1]: "sent", ks[2]: "sending"}
         assert through_sqlalchemy.in_flight("ds") == {ks[2]}
+
+
+def test_batches_after_a_flush_are_never_taken_for_the_flushed_ones(tmp_path: Path) -> None:
+    # the unindexed rows' numbers keep growing after a flush empties the table (a reused number made a reader
+    # keep the flushed batch's keys as if they were the new batch's)
+    path = tmp_path / "ledger.sqlite"
+    with Ledger.open(str(path)) as writer, Ledger.open(str(path)) as reader:
+        writer.mark_sending("b1", "ds", keys(2))
+        assert reader.in_flight("ds") == set(keys(2))
+        writer.mark_sent("b1", None)
+        writer.flush()
+        writer.mark_sending("b2", "ds", keys(2, prefix="f"))
+        assert reader.states("ds", keys(2) + keys(2, prefix="f")) == {
+            **dict.fromkeys(keys(2), "sent"), **dict.fromkeys(keys(2, prefix="f"), "sending")}
