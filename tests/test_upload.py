@@ -176,13 +176,15 @@ def test_success_counts_and_progress(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @pytest.mark.parametrize("faults", [
-    "http500=0.04,http503=0.04,code1=0.04,code2=0.04,timeout=0.04,timeout_s=0.4",
+    "http500=0.04,http503=0.04,code1=0.04,code2=0.04,timeout=0.04,timeout_s=1.2",
     "code4=0.05,code17=0.05,code613=0.05,code80004=0.05",
 ])
 def test_faults_deliver_every_event_exactly_once(faults: str) -> None:
     n = 4000
     with run_sandbox(SandboxConfig(port=0, faults=faults, fault_seed=1)) as sb:
-        result = deliver(outbound(n), client=client_for(sb.url, timeout_s=0.25),
+        # the client's timeout far above a normal answer (~10 ms): a slow moment of a loaded CI machine must not
+        # pass for an injected timeout, whose retry would then double-send a request the sandbox did process
+        result = deliver(outbound(n), client=client_for(sb.url, timeout_s=0.8),
                          settings=UploadSettings(batch_size=100, concurrency=4, max_attempts=12, **FAST),
                          ledger=None, scope=SCOPE, sleep=no_sleep)
         # every fault answers before the body is processed: retries can never double-ingest
@@ -209,8 +211,8 @@ def test_after500_duplicates_are_bounded() -> None:
 
 def test_timeouts_are_retried() -> None:
     n = 600
-    with run_sandbox(SandboxConfig(port=0, faults="timeout=0.3,timeout_s=0.5", fault_seed=2)) as sb:
-        result = deliver(outbound(n), client=client_for(sb.url, timeout_s=0.15),
+    with run_sandbox(SandboxConfig(port=0, faults="timeout=0.3,timeout_s=0.9", fault_seed=2)) as sb:
+        result = deliver(outbound(n), client=client_for(sb.url, timeout_s=0.6),
                          settings=UploadSettings(batch_size=50, max_attempts=12, **FAST), ledger=None, scope=SCOPE,
                          sleep=no_sleep)
         assert stats(sb)["unique_events"] == n and stats(sb)["duplicate_events"] == 0
