@@ -442,8 +442,10 @@ class TransformPool:
         """
         if self._validated:
             self._validated = False
-            self._collect_docs()  # the Data Docs worker is done before fresh ones start (memory)
+            # the fresh workers import while the Data Docs worker finishes; they get no task before it is done,
+            # so GX's memory and a transforming worker's never add up
             self._recycle(self.n, {**self.init, "contract": None})
+            self._collect_docs()
         return self._stream("transform", tasks, seen=seen, now=now)
 
     def validate(self, tasks: Iterable[tuple[int, str, int, Any, bool]]) -> Iterator[ValidateResult]:
