@@ -41,7 +41,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,7 +58,7 @@ Key = tuple[str, str]  # (event_name, event_id); the dataset id is passed alongs
 State = Literal["sending", "sent", "failed"]
 _CHUNK = 5000  # event ids per lookup query
 WRITER_CACHE_KIB = 64 * 1024  # page cache of the connection that writes batches (SQLite file ledgers)
-INDEX_EVERY_KEYS = 100_000  # event keys held in `unindexed` batches before a flush writes them (sorted)
+INDEX_EVERY_KEYS = 50_000  # event keys held in `unindexed` batches before a flush writes them (sorted)
 
 _metadata = sa.MetaData()
 batches = sa.Table(
@@ -324,15 +323,10 @@ class Ledger:
             if not pending:
                 return
             need = {b for _, b, _ in pending if b not in known}
-            loaded = {b: orjson.loads(k) for b, k in conn.execute(
-                sa.select(batch_keys.c.batch_id, batch_keys.c.event_keys).where(batch_keys.c.batch_id.in_(need)))} \
-                if need else {}
-            carrier: dict[tuple[str, str, str], str] = {}  # one row per key: PostgreSQL's upsert refuses repeats
-            for _, batch_id, dataset_id in pending:
-                for name, event_id in known.get(batch_id) or loaded.get(batch_id, ()):
-                    carrier[(dataset_id, event_id, name)] = batch_id
+            loaded = dict(conn.execute(sa.select(batch_keys.c.batch_id, batch_keys.c.event_keys)
+                                       .where(batch_keys.c.batch_id.in_(need)))) if need else {}
             rows = [{"dataset_id": ds, "event_id": event_id, "event_name": name, "batch_id": batch_id,
-                     "updated_at": now} for (ds, event_id, name), batch_id in sorted(carrier.items())]
+                     "updated_at": now} for ds, event_id, name, batch_id in _index_rows(pending, known, loaded)]
             for start in range(0, len(rows), 5000):
                 self._upsert(conn, events, rows[start:start + 5000], ("dataset_id", "event_id", "event_name"))
             conn.execute(unindexed.delete().where(unindexed.c.seq <= pending[-1][0]))
@@ -349,6 +343,20 @@ class Ledger:
         stmt = insert(table)
         update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
         conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update), rows)
+
+
+def _index_rows(pending: Sequence[tuple[int, str, str]], known: dict[str, list[Key]], loaded: dict[str, str]
+                ) -> list[tuple[str, str, str, str]]:
+    """(dataset_id, event_id, event_name, batch_id) for every key of the unindexed batches `pending` (seq,
+    batch_id, dataset_id in seq order), one row per key with the later batch winning (PostgreSQL's upsert refuses
+    a key twice in one statement), in key order: neighbouring keys share B-tree pages. A batch's keys come from
+    `known` (this process's) or its keys row's JSON in `loaded`."""
+    carrier: dict[tuple[str, str, str], str] = {}
+    for _, batch_id, dataset_id in pending:
+        keys = known.get(batch_id)
+        for name, event_id in keys if keys is not None else orjson.loads(loaded.get(batch_id, "[]")):
+            carrier[(dataset_id, event_id, name)] = batch_id
+    return [(*key, batch_id) for key, batch_id in sorted(carrier.items())]
 
 
 class _Overlay:
@@ -440,16 +448,11 @@ class _SqliteFast:
             pending = conn.execute("SELECT seq, batch_id, dataset_id FROM capi_ledger_unindexed ORDER BY seq").fetchall()
             if pending:
                 need = [b for _, b, _ in pending if b not in known]
-                loaded = {b: orjson.loads(k) for b, k in conn.execute(
+                loaded = dict(conn.execute(
                     "SELECT batch_id, event_keys FROM capi_ledger_batch_keys "
-                    "WHERE batch_id IN (SELECT value FROM json_each(?))", (orjson.dumps(need).decode(),))} \
+                    "WHERE batch_id IN (SELECT value FROM json_each(?))", (orjson.dumps(need).decode(),))) \
                     if need else {}
-                rows = [(dataset_id, event_id, name, batch_id, now) for _, batch_id, dataset_id in pending
-                        for name, event_id in known.get(batch_id) or loaded.get(batch_id, ())]
-                # by event id (datasets are one or few), stable: one key in two batches is written in commit
-                # order, so the later batch's upsert wins
-                rows.sort(key=itemgetter(1))
-                conn.executemany(_SQLITE_UPSERT_EVENTS, rows)
+                conn.executemany(_SQLITE_UPSERT_EVENTS, [(*row, now) for row in _index_rows(pending, known, loaded)])
                 conn.execute("DELETE FROM capi_ledger_unindexed WHERE seq <= ?", (pending[-1][0],))
         except BaseException:
             conn.execute("ROLLBACK")
