@@ -192,9 +192,33 @@ def test_windows_are_configurable() -> None:
     assert validate_event(make("lead", event_time=NOW + 1), now=NOW, rules=rules).subcode == 2804004
 
 
-def test_the_one_pass_key_check_answers_as_the_key_by_key_check() -> None:
-    # user_data checks its hashes with one match per event; any doubt falls back to the ordered, per-key check,
-    # so the rejection (and the field it names) is the one a key-by-key check finds first
+def _user_data_rule_by_rule(user_data: dict[str, Any]) -> Any:
+    """user_data's rules as first written: each key in order, then the presence rules (the reference)."""
+    from capi_pipeline.sandbox import validation as v
+
+    for key, value in user_data.items():
+        rejection = v._check_user_data_key(key, value)
+        if rejection is not None:
+            return rejection
+    present = {key for key, value in user_data.items() if value not in (None, "", [])}
+    if ("partner_id" in present) != ("partner_name" in present):
+        return v._reject(100, 2804001, "Invalid customer information parameter",
+                         "user_data.partner_id and user_data.partner_name must be sent together.",
+                         "user_data.partner_id")
+    if not present:
+        return v._reject(100, 2804050, "Insufficient customer information",
+                         "user_data must contain at least one customer information parameter.", "user_data")
+    if any(present <= combo for combo in v.BASELINE_INVALID):
+        return v._reject(100, 2804050, "Insufficient customer information",
+                         "user_data only contains a combination of parameters that cannot identify a person: "
+                         + ",".join(sorted(present)) + ".", "user_data")
+    return None
+
+
+def test_the_one_pass_key_check_answers_as_the_rule_by_rule_check() -> None:
+    # user_data checks its hashes with one match per event and takes every key as present when all are plainly
+    # valid; any doubt falls back to the ordered, per-key check: the answer (and the field it names) must be the
+    # one the rules checked one by one give
     import itertools
     import random
 
@@ -202,17 +226,12 @@ def test_the_one_pass_key_check_answers_as_the_key_by_key_check() -> None:
 
     good = hashlib.sha256(b"x").hexdigest()
     values = [good, good.upper(), good[:63], [good, good], [good, "zz"], [], "", "  ", None, 7, "10.0.0.1",
-              "not-an-ip", "Mozilla/5.0", ["a"]]
-    keys = ["em", "ph", "ct", "client_ip_address", "client_user_agent", "lead_id", "partner_id", "partner_name",
-            "nonsense"]
+              "not-an-ip", "Mozilla/5.0", ["a"], "\u00a0"]
+    keys = ["em", "ph", "ct", "ge", "db", "client_ip_address", "client_user_agent", "lead_id", "partner_id",
+            "partner_name", "nonsense"]
     rng = random.Random(3)
-    cases = [dict(zip(ks, vs)) for ks in itertools.permutations(keys, 3)
-             for vs in [rng.choices(values, k=3) for _ in range(4)]]
+    cases = [{}] + [dict(zip(ks, vs)) for size in (1, 2, 3) for ks in itertools.permutations(keys, size)
+                    for vs in [rng.choices(values, k=size) for _ in range(3)]]
     for user_data in cases:
-        expected = next((r for k, val in user_data.items() if (r := v._check_user_data_key(k, val)) is not None),
-                        None)
         got = v._check_user_data({"user_data": user_data}, 0, ValidationRules())
-        if expected is not None:
-            assert got == expected, user_data
-        else:
-            assert got is None or got.subcode == 2804050 or "partner" in (got.field or ""), user_data
+        assert got == _user_data_rule_by_rule(user_data), user_data
