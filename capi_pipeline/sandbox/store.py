@@ -98,6 +98,8 @@ class Store:
         """Store one accepted request's events atomically; returns how many were duplicates."""
         with self._lock:
             seen = self._keys.setdefault(dataset_id, set())
+            if not self.keep_events:
+                return self._count_events(dataset_id, seen, events)
             new_keys: list[tuple[str, Any, str]] = []
             rows = []
             for event in events:
@@ -112,18 +114,10 @@ class Store:
                     else:
                         seen.add(key)
                         new_keys.append((dataset_id, event_name, event_id))
-                if not self.keep_events:
-                    rows.append((duplicate,))
-                    continue
                 rows.append((dataset_id, event_name, event_id, event.get("event_time"),
                              event.get("action_source"), params.get("test_event_code"),
                              params.get("partner_agent"), params.get("upload_tag"), params.get("namespace_id"),
                              orjson.dumps(event), fbtrace_id, received_at, duplicate))
-            if not self.keep_events:
-                counts = self._counts.setdefault(dataset_id, [0, 0])
-                counts[0] += len(rows)
-                counts[1] += sum(row[-1] for row in rows)
-                return sum(row[-1] for row in rows)
             try:
                 self._conn.execute("BEGIN")
                 self._conn.executemany("INSERT OR IGNORE INTO event_keys VALUES (?, ?, ?)", new_keys)
@@ -137,6 +131,25 @@ class Store:
                 seen.difference_update((name, event_id) for _, name, event_id in new_keys)
                 raise
         return sum(row[-1] for row in rows)
+
+    def _count_events(self, dataset_id: str, seen: set[tuple[Any, str]], events: Iterable[Mapping[str, Any]]) -> int:
+        """Keys-only mode: remember each event's dedup key, count events and duplicates (the caller holds the
+        lock); returns the duplicates."""
+        received = duplicates = 0
+        for event in events:
+            received += 1
+            raw_id = event.get("event_id")
+            if raw_id is None or raw_id == "":
+                continue
+            key = (event.get("event_name"), str(raw_id))
+            if key in seen:
+                duplicates += 1
+            else:
+                seen.add(key)
+        counts = self._counts.setdefault(dataset_id, [0, 0])
+        counts[0] += received
+        counts[1] += duplicates
+        return duplicates
 
     def log_request(self, record: RequestRecord) -> None:
         values = asdict(record)
