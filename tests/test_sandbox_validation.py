@@ -84,6 +84,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, int | None] | None]] = [
     ("empty event_name", make("store", event_name=" "), (100, None)),
     ("missing action_source", make("store", action_source=DROP), (100, None)),
     ("unknown action_source", make("store", action_source="store"), (100, None)),
+    ("action_source an array", make("store", action_source=["website"]), (100, None)),
+    ("action_source an object", make("store", action_source={}), (100, None)),
     # event_time
     ("missing event_time", make("store", event_time=DROP), (100, None)),
     ("float event_time", make("store", event_time=float(NOW - 60)), (100, None)),

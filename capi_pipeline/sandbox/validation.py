@@ -179,7 +179,7 @@ def _check_action_source(event: Mapping[str, Any], now: float, rules: Validation
     source = event.get("action_source")
     if source is None:
         return _reject(100, None, "Missing action_source", "action_source is required.", "action_source")
-    if source not in ACTION_SOURCES:
+    if not isinstance(source, str) or source not in ACTION_SOURCES:  # a list or an object is not hashable
         return _reject(100, None, "Invalid action_source",
                        "action_source must be one of: " + ", ".join(sorted(ACTION_SOURCES)) + ".", "action_source")
     return None
