@@ -463,3 +463,19 @@ def test_keys_only_store_still_validates_and_counts() -> None:
     assert store.events("1") == [] and store.has_dataset("1")
     with run_sandbox(SandboxConfig(keep_events=False, clock=lambda: 1_700_000_000.0)) as sandbox:
         assert not sandbox.store.keep_events
+
+
+def test_a_bug_in_the_sandbox_is_an_answer_not_a_dropped_connection(sb: Sandbox, http: requests.Session,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from capi_pipeline.sandbox import server
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise TypeError("a sandbox bug")
+
+    monkeypatch.setattr(server, "validate_request", broken)
+    response = post(http, sb, {"data": [event(0)]})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == 2 and response.json()["error"]["is_transient"] is True
+    assert "a sandbox bug" in caplog.text
+    assert sb.requests()[-1]["status"] == 500

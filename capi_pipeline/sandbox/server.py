@@ -347,13 +347,19 @@ class _Handler(BaseHTTPRequestHandler):
                         content_type=self.headers.get("Content-Type"))
         if self.sandbox.config.latency_ms:
             self.sandbox.stopping.wait(self.sandbox.config.latency_ms / 1000)
-        if method == "POST" and (m := _EVENTS_PATH.fullmatch(path)):
-            self._events(call, m.group(2))
-        elif method == "GET" and _QUALITY_PATH.fullmatch(path):
-            self._quality(call)
-        else:
-            call.kind = "other"
-            self._error(call, 404, graph_error(2500, f"Unknown path components: {path}", fbtrace_id=call.trace))
+        try:
+            if method == "POST" and (m := _EVENTS_PATH.fullmatch(path)):
+                self._events(call, m.group(2))
+            elif method == "GET" and _QUALITY_PATH.fullmatch(path):
+                self._quality(call)
+            else:
+                call.kind = "other"
+                self._error(call, 404, graph_error(2500, f"Unknown path components: {path}", fbtrace_id=call.trace))
+        except Exception:  # a bug of the sandbox: an answer (as a Meta outage) and a traceback, not a dropped connection
+            log.exception("sandbox failed on %s %s", method, call.path)
+            if not call.answered:
+                self._error(call, 500, graph_error(2, "Service temporarily unavailable", fbtrace_id=call.trace,
+                                                   is_transient=True))
 
     # API endpoints
     def _token(self, call: _ApiCall, body: Mapping[str, Any]) -> str | None:
@@ -475,6 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.sandbox.store.log_request(record)
         except Exception:  # a closed store during shutdown must not hide the answer
             log.exception("could not log request")
+        call.answered = True
         self._send(status, body, content_type, headers, trace=call.trace)
 
     # admin endpoints (not logged, no token)
@@ -525,6 +532,7 @@ class _ApiCall:
     partner_agent: str | None = None
     test_event_code: str | None = None
     trace: str = field(default_factory=_trace_id)
+    answered: bool = False  # set by _finish: an error after the answer must not answer twice
 
     @property
     def token_in_url(self) -> bool:
