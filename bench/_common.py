@@ -182,6 +182,11 @@ class SandboxProcess:
         self.url = found[0]
         return self
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the endpoint's process used so far (None off Linux)."""
+        used = process_cpu(self._proc.pid) if self._proc is not None else None
+        return used[0] + used[1] if used else None
+
     def stats(self) -> dict[str, Any]:
         import requests
 

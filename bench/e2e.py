@@ -248,9 +248,13 @@ def main(argv: list[str] | None = None) -> int:
             extra += ["--concurrency", str(args.concurrency)]
         if args.workers is not None:
             extra += ["--workers", str(args.workers)]
+        endpoint_cpu_before = sb.cpu_s()
         with c.timed() as t_child:
             r = _spawn("run", *extra)
+        endpoint_cpu_after = sb.cpu_s()
         arrived = {d: sb.dataset(d) for d in r["dataset_ids"]}
+    endpoint_cpu = None if endpoint_cpu_before is None or endpoint_cpu_after is None \
+        else endpoint_cpu_after - endpoint_cpu_before
 
     rows = r["rows_read"]
     wall = r["wall_s"]
@@ -291,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['workers_cpu_s']:.1f}s (pipeline process + workers: CPU {r['cpu_s'] + r['workers_cpu_s']:.1f}s)")
         print(f"  peak RSS of pipeline + workers: {c.fmt_mb(total)} (their summed RSS, sampled every 0.25 s); "
               f"at most {c.fmt_mb(r['peak_total_rss_bound_mb'])} (each process's own peak, added up)")
+    if endpoint_cpu is not None:
+        # on the same cores: the endpoint's work (Meta's, in production) competes with the pipeline's here
+        ours = r["cpu_s"] + (r.get("workers_cpu_s") or 0.0)
+        print(f"  CPU of the endpoint process: {endpoint_cpu:.1f}s; all processes: {ours + endpoint_cpu:.1f}s on "
+              f"{os.cpu_count()} CPUs")
     verdict = []
     if args.rows == 1_000_000:
         verdict.append(f"wall {'OK' if wall <= TARGET_WALL_S else 'OVER'} (target <= {TARGET_WALL_S:.0f}s)")
