@@ -329,7 +329,8 @@ class Ledger:
                      "updated_at": now} for ds, event_id, name, batch_id in _index_rows(pending, known, loaded)]
             for start in range(0, len(rows), 5000):
                 self._upsert(conn, events, rows[start:start + 5000], ("dataset_id", "event_id", "event_name"))
-            conn.execute(unindexed.delete().where(unindexed.c.seq <= pending[-1][0]))
+            # the rows read, by number: on PostgreSQL another writer's row with a lower number may commit meanwhile
+            conn.execute(unindexed.delete().where(unindexed.c.seq.in_([seq for seq, _, _ in pending])))
 
     def _upsert(self, conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...]) -> None:
         if not rows:
