@@ -175,8 +175,8 @@ class Ledger:
         return found
 
     def _read_sa(self, dataset_id: str, ids: list[str]) -> tuple[list[Any], list[Any], Any]:
-        """`states`' reads through SQLAlchemy: (name, id, state) of indexed keys, the unindexed batches
-        (seq, batch_id, state) and their keys rows, in one transaction."""
+        """`states`' reads through SQLAlchemy: (name, id, state) of indexed keys and the unindexed batches
+        (seq, batch_id, state), in one transaction, and a loader of their keys rows."""
         with self.engine.connect() as conn:
             indexed: list[Any] = []
             for start in range(0, len(ids), _CHUNK):
@@ -189,10 +189,13 @@ class Ledger:
                 sa.select(unindexed.c.seq, unindexed.c.batch_id, batches.c.state)
                 .join(batches, batches.c.batch_id == unindexed.c.batch_id)
                 .where(unindexed.c.dataset_id == dataset_id).order_by(unindexed.c.seq))]
-            keys_rows = dict(conn.execute(
-                sa.select(batch_keys.c.batch_id, batch_keys.c.event_keys)
-                .where(batch_keys.c.batch_id.in_({b for _, b, _ in pending})))) if pending else {}
-        return indexed, pending, lambda wanted: {b: keys_rows[b] for b in wanted if b in keys_rows}
+        return indexed, pending, self._keys_rows_sa
+
+    def _keys_rows_sa(self, batch_ids: list[str]) -> dict[str, str]:
+        """`_SqliteFast._keys_rows` through SQLAlchemy: read only for batches the overlay has not seen."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(batch_keys.c.batch_id, batch_keys.c.event_keys)
+                                     .where(batch_keys.c.batch_id.in_(batch_ids))))
 
     def _overlay(self, dataset_id: str, pending: list[tuple[int, str, str]], load: Any) -> dict[Key, str]:
         """key -> the unindexed batch that last carried it, brought up to date with `pending`."""
@@ -370,7 +373,6 @@ class _Overlay:
         self._applied: list[tuple[int, str]] = []  # (seq, batch_id) folded into `carrier`, in seq order
 
     def update(self, pending: list[tuple[int, str]], load: Any) -> None:
-        pending = [(seq, batch_id) for seq, batch_id in pending]
         applied = self._applied
         if applied and pending[:len(applied)] != applied:  # a flush took some: start again from what is left
             self.carrier, applied = {}, []
