@@ -70,6 +70,12 @@ class RequestRecord:
     duration_ms: float
 
 
+def _dedup_key(event: Mapping[str, Any]) -> tuple[Any, str] | None:
+    """(event_name, event_id as text), Meta's deduplication key; None for an event without an id."""
+    raw_id = event.get("event_id")
+    return None if raw_id is None or raw_id == "" else (event.get("event_name"), str(raw_id))
+
+
 class Store:
     """Thread-safe SQLite store of accepted events and the request log."""
 
@@ -104,11 +110,10 @@ class Store:
             rows = []
             for event in events:
                 event_name = event.get("event_name")
-                raw_id = event.get("event_id")
-                event_id = None if raw_id is None or raw_id == "" else str(raw_id)
+                key = _dedup_key(event)
+                event_id = key[1] if key is not None else None
                 duplicate = 0
-                if event_id is not None:
-                    key = (event_name, event_id)
+                if key is not None:
                     if key in seen:
                         duplicate = 1
                     else:
@@ -138,10 +143,9 @@ class Store:
         received = duplicates = 0
         for event in events:
             received += 1
-            raw_id = event.get("event_id")
-            if raw_id is None or raw_id == "":
+            key = _dedup_key(event)
+            if key is None:
                 continue
-            key = (event.get("event_name"), str(raw_id))
             if key in seen:
                 duplicates += 1
             else:
