@@ -456,9 +456,10 @@ class TransformPool:
     def start_docs(self, out_dir: Path, entries: list[bytes]) -> None:
         """Build the GX Data Docs of pass 1's results in one of pass 1's workers (GX is loaded there).
 
-        The other workers stop at once; that one leaves the pool with the task and exits when done, and pass
-        2's fresh workers start after it (`transform`), so GX's memory never adds to theirs. A process of its
-        own after pass 2 imported GX again (~2.5 s) on the run's critical path.
+        The other workers stop at once; that one leaves the pool with the task and exits when done. Pass 2's
+        fresh workers import meanwhile but get their first task after it is done (`transform`), so GX's memory
+        never adds to a transforming worker's. A process of its own after pass 2 imported GX again (~2.5 s) on
+        the run's critical path.
         """
         docs = (str(out_dir), list(entries))
         if not (self._validated and self.workers):  # no pass-1 worker left: a fresh one with the contract
