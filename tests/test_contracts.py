@@ -219,6 +219,42 @@ def test_fixture_scenarios(scenario: str, case: dict, validators: dict[str, Cont
     assert int((~result.valid).sum()) == len(result.rejections) == sum(result.counts.values())
 
 
+RUNTIME_CONFIGURATIONS = (None, {}, {"result_format": "COMPLETE"}, {"catch_exceptions": False, "result_format": {
+    "result_format": "COMPLETE", "partial_unexpected_count": 0, "include_unexpected_rows": False}})
+
+
+def test_gx_kwargs_read_configuration_once_with_gx_values(validators: dict[str, ContractValidator]) -> None:
+    import great_expectations as gx
+
+    from capi_pipeline import contracts
+
+    # a GX upgrade fails here: compare its Expectation._get_*_kwargs with _configuration_once_per_call first
+    assert gx.__version__.startswith(contracts._GX_KWARGS_CODE_OF)
+    originals = contracts._GX_ORIGINAL_KWARGS
+    assert set(originals) == {"_get_domain_kwargs", "_get_success_kwargs", "_get_runtime_kwargs"}
+    # the contracts' expectations, and some with non-default runtime and success kwargs
+    expectations = [e for validator in validators.values() for e in validator._suite.expectations] + [
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="a", result_format="COMPLETE", catch_exceptions=True,
+                                                      mostly=0.5),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="v", min_value=1, strict_min=True, mostly=0.9,
+                                                      result_format={"result_format": "BASIC"}),
+        gx.expectations.ExpectColumnValueLengthsToBeBetween(column="s", min_value=2, max_value=5,
+                                                            catch_exceptions=False),
+    ]
+    compared = 0
+    for expectation in expectations:
+        fresh = expectation.configuration.to_domain_obj()  # what GX's validator works on
+        for name, gx_method in originals.items():
+            if name == "_get_runtime_kwargs":
+                for runtime in RUNTIME_CONFIGURATIONS:
+                    assert getattr(fresh, name)(runtime) == gx_method(fresh, runtime), (name, runtime)
+                    compared += 1
+            else:
+                assert getattr(fresh, name)() == gx_method(fresh), name
+                compared += 1
+    assert compared > 100
+
+
 def test_wrong_type_messages_carry_no_values(validators: dict[str, ContractValidator]) -> None:
     frame = pd.read_parquet(FIXTURES / "wrong_type" / "offline.parquet")
     with pytest.raises(ContractViolation) as err:
