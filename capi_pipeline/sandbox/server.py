@@ -120,6 +120,16 @@ def _form_to_body(fields: Mapping[str, list[str]]) -> tuple[dict[str, Any], Reje
     return body, None
 
 
+@contextlib.contextmanager
+def _released(lock: Any) -> Iterator[None]:
+    """`lock` (held by the caller) released for the block, held again after."""
+    lock.release()
+    try:
+        yield
+    finally:
+        lock.acquire()
+
+
 def parse_body(content_type: str | None, raw: bytes) -> tuple[dict[str, Any], Rejection | None]:
     """Request body -> parameter dict with `data` decoded to a list of event objects where possible."""
     ctype = (content_type or "").split(";")[0].strip().lower()
@@ -163,6 +173,10 @@ class Sandbox:
         self.injector = FaultInjector(parse_faults(config.faults), seed=config.fault_seed)
         self.store = Store(config.db_path, keep_events=config.keep_events)
         self.stopping = threading.Event()
+        # Events requests are handled one at a time, from parsing to the answer (never while a fault waits).
+        # Python runs one thread at a time anyway; without the lock concurrent requests take turns every few
+        # milliseconds (the GIL's switch interval) and evict each other's decoded events from the CPU caches.
+        self.work = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -349,7 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.sandbox.stopping.wait(self.sandbox.config.latency_ms / 1000)
         try:
             if method == "POST" and (m := _EVENTS_PATH.fullmatch(path)):
-                self._events(call, m.group(2))
+                with self.sandbox.work:
+                    self._events(call, m.group(2))
             elif method == "GET" and _QUALITY_PATH.fullmatch(path):
                 self._quality(call)
             else:
@@ -405,12 +420,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fault = self.sandbox.injector.draw()
         spec = self.sandbox.injector.spec
-        if fault == "slow":
+        if fault in ("slow", "timeout"):
             call.fault = fault
-            self.sandbox.stopping.wait(spec.slow_s)
-        elif fault == "timeout":
-            call.fault = fault
-            self.sandbox.stopping.wait(spec.timeout_s)
+            with _released(self.sandbox.work):  # other requests go on meanwhile
+                self.sandbox.stopping.wait(spec.slow_s if fault == "slow" else spec.timeout_s)
         if fault not in (None, "slow", "after500"):
             call.fault = fault
             answer = fault_response(fault, fbtrace_id=call.trace, dataset_id=dataset_id)
