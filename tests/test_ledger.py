@@ -264,6 +264,22 @@ def test_the_later_batch_wins_across_the_flush(tmp_path: Path) -> None:
         assert ledger.states("ds", ks) == {ks[0]: "failed", ks[1]: "sent"}
 
 
+def test_the_later_batch_wins_inside_one_flush(tmp_path: Path) -> None:
+    # both batches unindexed when the flush comes; the later one sorts first by id, so only seq decides
+    path = tmp_path / "ledger.sqlite"
+    ks = keys(3)
+    with Ledger.open(str(path)) as ledger:
+        ledger.mark_sending("zz-first", "ds", ks)
+        ledger.mark_failed("zz-first", "timeout")
+        ledger.mark_sending("aa-resend", "ds", ks[1:] + ks[1:2])  # a key twice in one batch, too
+        ledger.mark_sent("aa-resend", None)
+        ledger.flush()
+        assert ledger.states("ds", ks) == {ks[0]: "failed", ks[1]: "sent", ks[2]: "sent"}
+    rows = sqlite3.connect(path).execute(
+        "SELECT event_name, event_id, batch_id FROM capi_ledger_events ORDER BY event_id").fetchall()
+    assert rows == [(n, i, "zz-first" if (n, i) == ks[0] else "aa-resend") for n, i in sorted(ks, key=lambda k: k[1])]
+
+
 def test_a_flush_by_another_process_is_seen_wholly(tmp_path: Path) -> None:
     # two ledgers on one file (two Airflow tasks): the reader's cached view is rebuilt after the other's flush
     path = tmp_path / "ledger.sqlite"
