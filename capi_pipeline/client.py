@@ -196,6 +196,21 @@ def make_session(pool_size: int) -> requests.Session:
     return session
 
 
+class _Bearer(requests.auth.AuthBase):
+    """`Authorization: Bearer <token>`, set as requests' `auth`: a request without one makes requests read
+    ~/.netrc ($NETRC) each time and, when it names the host, send Basic auth in place of our header."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(***)"
+
+
 class CapiClient:
     """POST batches to `{endpoint}/{api_version}/{dataset_id}/events`; read the Dataset Quality API."""
 
@@ -205,6 +220,7 @@ class CapiClient:
         base = settings.endpoint.rstrip("/")
         self.events_url = f"{base}/{settings.api_version}/{settings.dataset_id}/events"
         self.quality_url = f"{base}/{settings.api_version}/dataset_quality"
+        self._auth = _Bearer(settings.token.value)
 
     def request_body(self, events: Sequence[dict]) -> dict:
         """Exactly what `send` POSTs (the token is not in it); a `payload.JsonArray` goes in as it is."""
@@ -253,12 +269,11 @@ class CapiClient:
     # -- internals
 
     def _request(self, method: str, url: str, *, batch_id: str | None, **kwargs: Any) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.settings.token.value}", "Accept": "application/json",
-                   **kwargs.pop("headers", {})}
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
         where = f"batch {batch_id}" if batch_id else "dataset_quality"
         try:
-            return self.session.request(method, url, headers=headers, timeout=self.settings.timeout_s,
-                                        allow_redirects=False, **kwargs)
+            return self.session.request(method, url, headers=headers, auth=self._auth,
+                                        timeout=self.settings.timeout_s, allow_redirects=False, **kwargs)
         except requests.Timeout:
             error: DeliveryError = TransientUploadError(
                 f"{where}: no answer within {self.settings.timeout_s:g}s", batch_id=batch_id)

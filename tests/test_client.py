@@ -255,6 +255,20 @@ def test_send_success(fake: FakeGraph) -> None:
     assert TOKEN not in json.dumps(call.body)
 
 
+def test_a_netrc_entry_for_the_host_never_replaces_the_token(fake: FakeGraph, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # requests' own default reads ~/.netrc (or $NETRC) per request and, finding the host, sends Basic auth in
+    # place of the Authorization header it was given: a 401 from Meta for a shared worker's unrelated .netrc
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    client = CapiClient(make_session(1), settings_for(fake.url))
+    client.send(events(1), batch_id="b1")
+    fake.script = lambda call: Answer(payload={"web": []})
+    client.dataset_quality("web{event_name}")
+    assert [call.headers["Authorization"] for call in fake.calls] == [f"Bearer {TOKEN}"] * 2
+
+
 @pytest.mark.parametrize(("answer", "expected", "code", "subcode"), [
     (graph_error(401, 190, 463, f"Error validating access token {TOKEN}"), TerminalUploadError, 190, 463),
     (graph_error(400, 100, 2804003, "Invalid parameter", user_msg="event for jane@example.com too old"),
