@@ -29,8 +29,8 @@ unindexed batches' keys on top of capi_ledger_events (a later batch wins, as it 
 snapshot: a crash before a flush loses nothing, and other processes sharing the database see the same states.
 
 A plain path opens SQLite (WAL, busy timeout, `BEGIN IMMEDIATE` so writers from several processes queue
-instead of failing). `sqlite:///...` and `postgresql+psycopg://...` URLs go to SQLAlchemy; only SQLite is
-tested here (psycopg is not installed). On a SQLite file the per-batch calls (`filter_unsent`, `mark_sending`,
+instead of failing). `sqlite:///...` and `postgresql+psycopg://...` URLs go to SQLAlchemy (the tests run both, the
+latter on a real PostgreSQL started by pgserver). On a SQLite file the per-batch calls (`filter_unsent`, `mark_sending`,
 `mark_sent`, `mark_failed`) skip SQLAlchemy and run the same statements on two plain sqlite3 connections.
 """
 
@@ -194,8 +194,9 @@ class Ledger:
     def _keys_rows_sa(self, batch_ids: list[str]) -> dict[str, str]:
         """`_SqliteFast._keys_rows` through SQLAlchemy: read only for batches the overlay has not seen."""
         with self.engine.connect() as conn:
+            # .all(): dict() of a Result itself would take it for a mapping (it has keys()) and fail
             return dict(conn.execute(sa.select(batch_keys.c.batch_id, batch_keys.c.event_keys)
-                                     .where(batch_keys.c.batch_id.in_(batch_ids))))
+                                     .where(batch_keys.c.batch_id.in_(batch_ids))).all())
 
     def _overlay(self, dataset_id: str, pending: list[tuple[int, str, str]], load: Any) -> dict[Key, str]:
         """key -> the unindexed batch that last carried it, brought up to date with `pending`."""
@@ -327,7 +328,7 @@ class Ledger:
                 return
             need = {b for _, b, _ in pending if b not in known}
             loaded = dict(conn.execute(sa.select(batch_keys.c.batch_id, batch_keys.c.event_keys)
-                                       .where(batch_keys.c.batch_id.in_(need)))) if need else {}
+                                       .where(batch_keys.c.batch_id.in_(need))).all()) if need else {}
             rows = [{"dataset_id": ds, "event_id": event_id, "event_name": name, "batch_id": batch_id,
                      "updated_at": now} for ds, event_id, name, batch_id in _index_rows(pending, known, loaded)]
             for start in range(0, len(rows), 5000):

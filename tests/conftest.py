@@ -1,8 +1,9 @@
-"""Shared fixtures: dates inside Meta's window, a running sandbox, sample warehouses."""
+"""Shared fixtures: dates inside Meta's window, a running sandbox, a PostgreSQL server, sample warehouses."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,34 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def yesterday() -> dt.date:
     return dt.date.today() - dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL for the session (pgserver's bundled binaries, a Unix socket in a temp dir); yields the
+    socket directory. Started on first use (~1 s)."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    try:
+        yield server.get_uri().split("host=", 1)[1]
+    finally:
+        server.cleanup()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's server, as a SQLAlchemy URL (psycopg 3)."""
+    import psycopg
+
+    name = f"capi_test_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(f"host={postgres_server} user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@/{name}?host={postgres_server}"
 
 
 @pytest.fixture

@@ -183,7 +183,8 @@ def test_dockerfile_matches_lock() -> None:
     assert base == f"apache/airflow:{locked_version('apache-airflow')}-python{python}"
     for src in ("pyproject.toml", "uv.lock", "capi_pipeline/", "data_contracts/", "dags/"):
         assert re.search(rf"^COPY\b.*\s{re.escape(src)}", text, flags=re.M), src
-    assert "psycopg[binary]" in text  # the ledger's postgresql+psycopg:// URLs need it
+    # the ledger's postgresql+psycopg:// URLs need psycopg: the `postgres` extra, pinned by the lock
+    assert '-e ".[postgres]"' in text and "--extra postgres" in text
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in text  # pip must keep the image's Airflow
     assert "uv export --frozen" in text
 

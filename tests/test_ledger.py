@@ -1,4 +1,4 @@
-"""ledger.py on SQLite (PostgreSQL shares the code through SQLAlchemy Core but psycopg is not installed here)."""
+"""ledger.py on SQLite (the plain sqlite3 path and SQLAlchemy's) and on a real PostgreSQL (pgserver)."""
 
 from __future__ import annotations
 
@@ -20,16 +20,23 @@ def keys(n: int, prefix: str = "e", name: str = "Purchase") -> list[tuple[str, s
     return [(name, f"{prefix}{i}") for i in range(n)]
 
 
-@pytest.fixture(params=["deferred", "indexed_at_once", "sqlalchemy", "sqlalchemy_indexed_at_once"])
+@pytest.fixture(params=["deferred", "indexed_at_once", "sqlalchemy", "sqlalchemy_indexed_at_once", "postgresql",
+                        "postgresql_indexed_at_once"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
-    """Every state-machine test four times: keys read from the unindexed batches or flushed after every batch, on
-    the plain-sqlite3 path (a file path) and through SQLAlchemy (a URL, the code PostgreSQL runs)."""
+    """Every state-machine test six times: keys read from the unindexed batches or flushed after every batch, on a
+    file path, a `sqlite:///` URL (opened by SQLAlchemy, then the same plain-sqlite3 calls) and a real PostgreSQL
+    (SQLAlchemy throughout: the only backend that runs `_flush_sa` and `_keys_rows_sa`)."""
     if request.param.endswith("indexed_at_once"):
         monkeypatch.setattr(ledger_module, "INDEX_EVERY_KEYS", 1)
     path = tmp_path / "state" / "deep" / "ledger.sqlite"
-    if request.param.startswith("sqlalchemy"):
+    if request.param.startswith("postgresql"):
+        location = request.getfixturevalue("postgres_url")
+    elif request.param.startswith("sqlalchemy"):
         path.parent.mkdir(parents=True)
-    with Ledger.open(f"sqlite:///{path}" if request.param.startswith("sqlalchemy") else str(path)) as opened:
+        location = f"sqlite:///{path}"
+    else:
+        location = str(path)
+    with Ledger.open(location) as opened:
         yield opened  # type: ignore[misc]
 
 
@@ -61,7 +68,7 @@ def test_open_sqlalchemy_url(tmp_path: Path) -> None:
 
 def test_bad_url_names_no_password() -> None:
     with pytest.raises(ConfigurationError) as info:
-        Ledger.open("postgresql+psycopg://user:hunter2@db.example/ledger")  # psycopg is not installed
+        Ledger.open("postgresql+nosuchdriver://user:hunter2@db.example/ledger")
     assert "hunter2" not in str(info.value) and "postgresql" in str(info.value)
 
 
@@ -167,11 +174,13 @@ def test_threads_write_concurrently(ledger: Ledger) -> None:
     assert ledger.counts("ds") == {"sent": 4 * 20 * 50}
 
 
+@pytest.mark.parametrize("backend", ["path", "postgresql"])
 @pytest.mark.parametrize("index_every", [100_000, 250])
-def test_processes_write_concurrently(tmp_path: Path, index_every: int) -> None:
+def test_processes_write_concurrently(tmp_path: Path, index_every: int, backend: str,
+                                      request: pytest.FixtureRequest) -> None:
     # 250: both processes flush every few batches, each taking the other's unindexed batches along
-    path = tmp_path / "shared.sqlite"
-    Ledger.open(str(path)).close()
+    path = str(tmp_path / "shared.sqlite") if backend == "path" else request.getfixturevalue("postgres_url")
+    Ledger.open(path).close()
     code = (
         "import sys\nfrom capi_pipeline import ledger\nfrom capi_pipeline.ledger import Ledger\n"
         f"ledger.INDEX_EVERY_KEYS = {index_every}\n"
@@ -232,21 +241,31 @@ def test_a_flush_comes_every_index_every_keys(tmp_path: Path, monkeypatch: pytes
         assert indexed_keys(path) == 5
 
 
-def test_a_run_killed_before_its_flush_loses_nothing(tmp_path: Path) -> None:
-    # the first ledger is never closed (kill -9): its batches stay unindexed, and the next run reads them
+@pytest.mark.parametrize("backend", ["path", "sqlite_url", "postgresql"])
+def test_a_run_killed_before_its_flush_loses_nothing(backend: str, tmp_path: Path,
+                                                    request: pytest.FixtureRequest) -> None:
+    # the first ledger is never closed (kill -9): its batches stay unindexed, and the next run reads them (their
+    # keys rows are the only record of which events they carried)
     path = tmp_path / "ledger.sqlite"
+    location = {"path": str(path), "sqlite_url": f"sqlite:///{path}"}.get(backend) \
+        or request.getfixturevalue("postgres_url")
     ks = keys(4)
-    dead = Ledger.open(str(path))
+    dead = Ledger.open(location)
     dead.mark_sending("b1", "ds", ks[:2])
     dead.mark_sent("b1", None)
     dead.mark_sending("b2", "ds", ks[2:])
-    with Ledger.open(str(path)) as ledger:
+    with Ledger.open(location) as ledger:
         assert ledger.filter_unsent("ds", ks) == set(ks[:2])
         assert ledger.in_flight("ds") == set(ks[2:])
         ledger.mark_sending("b3", "ds", ks[2:])  # the resend
         ledger.mark_sent("b3", None)
         assert ledger.counts("ds") == {"sent": 4}  # counting flushes every unindexed batch, the dead one's too
-    assert indexed_keys(path) == 4
+    dead.engine.dispose()
+    with Ledger.open(location) as ledger:
+        assert ledger.states("ds", ks) == dict.fromkeys(ks, "sent")
+        assert ledger.engine.dialect.name == ("postgresql" if backend == "postgresql" else "sqlite")
+    if backend != "postgresql":
+        assert indexed_keys(path) == 4
 
 
 def test_the_later_batch_wins_across_the_flush(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -24,10 +25,14 @@ def _run(cfg, day: dt.date, out: Path, **kw):
     return pipeline.run(cfg, day.isoformat(), out_dir=out, tokens=tokens, **kw)
 
 
-@pytest.mark.parametrize("kind", ["offline", "app"])
-def test_every_valid_row_delivered_once(kind: str, tmp_path: Path, sandbox, yesterday) -> None:
+@pytest.mark.parametrize(("kind", "ledger"), [("offline", "file"), ("app", "file"), ("offline", "postgresql")])
+def test_every_valid_row_delivered_once(kind: str, ledger: str, tmp_path: Path, sandbox, yesterday,
+                                        request: pytest.FixtureRequest) -> None:
     smp = generate(kind, 1500, yesterday, tmp_path / "wh", seed=3, bad_rate=0.1)
     cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    if ledger == "postgresql":  # `ledger: postgresql+psycopg://...` in the pipeline YAML
+        cfg = dataclasses.replace(cfg, ledger=request.getfixturevalue("postgres_url"))
+        assert cfg.ledger_location().startswith("postgresql+psycopg://")
     result = _run(cfg, yesterday, tmp_path / "out")
     t = result.stats.totals()
     assert result.exit_code == 0
