@@ -58,6 +58,7 @@ Key = tuple[str, str]  # (event_name, event_id); the dataset id is passed alongs
 State = Literal["sending", "sent", "failed"]
 _CHUNK = 5000  # event ids per lookup query
 WRITER_CACHE_KIB = 64 * 1024  # page cache of the connection that writes batches (SQLite file ledgers)
+_PG_FLUSH_LOCK = 0x6361_7069_6C65_6467  # PostgreSQL advisory lock key of `_flush_sa` ("capiledg")
 INDEX_EVERY_KEYS = 50_000  # event keys held in `unindexed` batches before a flush writes them (sorted)
 
 _metadata = sa.MetaData()
@@ -176,8 +177,8 @@ class Ledger:
 
     def _read_sa(self, dataset_id: str, ids: list[str]) -> tuple[list[Any], list[Any], Any]:
         """`states`' reads through SQLAlchemy: (name, id, state) of indexed keys and the unindexed batches
-        (seq, batch_id, state), in one transaction, and a loader of their keys rows."""
-        with self.engine.connect() as conn:
+        (seq, batch_id, state), in one snapshot, and a loader of their keys rows."""
+        with self._snapshot() as conn:
             indexed: list[Any] = []
             for start in range(0, len(ids), _CHUNK):
                 query = (sa.select(events.c.event_name, events.c.event_id, batches.c.state)
@@ -190,6 +191,15 @@ class Ledger:
                 .join(batches, batches.c.batch_id == unindexed.c.batch_id)
                 .where(unindexed.c.dataset_id == dataset_id).order_by(unindexed.c.seq))]
         return indexed, pending, self._keys_rows_sa
+
+    def _snapshot(self) -> sa.Connection:
+        """A connection whose transaction reads one snapshot. PostgreSQL's default isolation (READ COMMITTED)
+        gives every statement its own: a flush committing between the read of capi_ledger_events and that of
+        the unindexed batches hid its keys from both (sent events looked unsent to a concurrent run)."""
+        conn = self.engine.connect()
+        if self.engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        return conn
 
     def _keys_rows_sa(self, batch_ids: list[str]) -> dict[str, str]:
         """`_SqliteFast._keys_rows` through SQLAlchemy: read only for batches the overlay has not seen."""
@@ -322,6 +332,10 @@ class Ledger:
     def _flush_sa(self, now: float, known: dict[str, list[Key]]) -> None:
         """`_SqliteFast.flush` through SQLAlchemy (PostgreSQL, `sqlite:///` URLs): the same rows, one transaction."""
         with self._writer.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # one flush at a time across processes, each reading the unindexed rows after the previous one
+                # committed: two flushes upserting the same key at once could let the older batch win
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_FLUSH_LOCK)))
             pending = conn.execute(sa.select(unindexed.c.seq, unindexed.c.batch_id, unindexed.c.dataset_id)
                                    .order_by(unindexed.c.seq)).all()
             if not pending:
