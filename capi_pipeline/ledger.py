@@ -37,6 +37,7 @@ latter on a real PostgreSQL started by pgserver). On a SQLite file the per-batch
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
 import threading
 import time
@@ -44,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -364,18 +366,39 @@ class Ledger:
         conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update), rows)
 
 
-def _index_rows(pending: Sequence[tuple[int, str, str]], known: dict[str, list[Key]], loaded: dict[str, str]
-                ) -> list[tuple[str, str, str, str]]:
+def _pending_rows(pending: Sequence[tuple[int, str, str]], known: dict[str, list[Key]], loaded: dict[str, str]
+                  ) -> list[tuple[str, str, str, str]]:
     """(dataset_id, event_id, event_name, batch_id) for every key of the unindexed batches `pending` (seq,
-    batch_id, dataset_id in seq order), one row per key with the later batch winning (PostgreSQL's upsert refuses
-    a key twice in one statement), in key order: neighbouring keys share B-tree pages. A batch's keys come from
-    `known` (this process's) or its keys row's JSON in `loaded`."""
-    carrier: dict[tuple[str, str, str], str] = {}
+    batch_id, dataset_id in seq order), in that order: a key carried twice appears twice, the later batch last.
+    A batch's keys come from `known` (this process's) or its keys row's JSON in `loaded`."""
+    rows: list[tuple[str, str, str, str]] = []
     for _, batch_id, dataset_id in pending:
         keys = known.get(batch_id)
-        for name, event_id in keys if keys is not None else orjson.loads(loaded.get(batch_id, "[]")):
-            carrier[(dataset_id, event_id, name)] = batch_id
+        rows.extend([(dataset_id, event_id, name, batch_id)
+                     for name, event_id in (keys if keys is not None else orjson.loads(loaded.get(batch_id, "[]")))])
+    return rows
+
+
+def _index_rows(pending: Sequence[tuple[int, str, str]], known: dict[str, list[Key]], loaded: dict[str, str]
+                ) -> list[tuple[str, str, str, str]]:
+    """`_pending_rows` with one row per key, the later batch winning (PostgreSQL's upsert refuses a key twice in
+    one statement), in key order: neighbouring keys share B-tree pages."""
+    carrier = {row[:3]: row[3] for row in _pending_rows(pending, known, loaded)}
     return [(*key, batch_id) for key, batch_id in sorted(carrier.items())]
+
+
+_EVENT_ID = operator.itemgetter(1)
+
+
+def _in_key_order(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """`rows` about in key order, so that neighbouring keys share B-tree pages: a stable sort on the event id's
+    first 32 characters, in numpy. Sorting the tuples in Python cost four times what it costs alone once they lay
+    scattered over a busy process's heap (~2 CPU-s per million events, measured). The order only saves pages:
+    equal keys keep theirs, the later batch last, so its upsert wins."""
+    if len(rows) < 2:
+        return rows
+    order = np.argsort(np.array(list(map(_EVENT_ID, rows)), dtype="U32"), kind="stable")  # U32 truncates
+    return list(map(rows.__getitem__, order.tolist()))
 
 
 class _Overlay:
@@ -458,8 +481,9 @@ class _SqliteFast:
                 "WHERE batch_id IN (SELECT value FROM json_each(?))", (orjson.dumps(batch_ids).decode(),)))
 
     def flush(self, now: float, known: dict[str, list[Key]]) -> None:
-        """Every unindexed batch's keys into capi_ledger_events, in key order (neighbours share leaf pages), a
-        later batch winning; their unindexed rows deleted; one transaction (the caller holds the lock)."""
+        """Every unindexed batch's keys into capi_ledger_events, about in key order (neighbours share leaf
+        pages), a later batch winning (one upsert per row, in batch order); their unindexed rows deleted; one
+        transaction (the caller holds the lock)."""
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -470,7 +494,8 @@ class _SqliteFast:
                     "SELECT batch_id, event_keys FROM capi_ledger_batch_keys "
                     "WHERE batch_id IN (SELECT value FROM json_each(?))", (orjson.dumps(need).decode(),))) \
                     if need else {}
-                conn.executemany(_SQLITE_UPSERT_EVENTS, [(*row, now) for row in _index_rows(pending, known, loaded)])
+                conn.executemany(_SQLITE_UPSERT_EVENTS,
+                                 [(*row, now) for row in _in_key_order(_pending_rows(pending, known, loaded))])
                 conn.execute("DELETE FROM capi_ledger_unindexed WHERE seq <= ?", (pending[-1][0],))
         except BaseException:
             conn.execute("ROLLBACK")
