@@ -29,9 +29,10 @@ unindexed batches' keys on top of capi_ledger_events (a later batch wins, as it 
 snapshot: a crash before a flush loses nothing, and other processes sharing the database see the same states.
 
 A plain path opens SQLite (WAL, busy timeout, `BEGIN IMMEDIATE` so writers from several processes queue
-instead of failing). `sqlite:///...` and `postgresql+psycopg://...` URLs go to SQLAlchemy (the tests run both, the
-latter on a real PostgreSQL started by pgserver). On a SQLite file the per-batch calls (`filter_unsent`, `mark_sending`,
-`mark_sent`, `mark_failed`) skip SQLAlchemy and run the same statements on two plain sqlite3 connections.
+instead of failing). `sqlite:///...` and `postgresql+psycopg://...` URLs go to SQLAlchemy (the tests run both,
+the latter on a real PostgreSQL started by pgserver). On a SQLite file the per-batch calls (`filter_unsent`,
+`mark_sending`, `mark_sent`, `mark_failed`) and the flush skip SQLAlchemy and run the same statements on two
+plain sqlite3 connections.
 """
 
 from __future__ import annotations
@@ -332,7 +333,8 @@ class Ledger:
             self._overlays.clear()
 
     def _flush_sa(self, now: float, known: dict[str, list[Key]]) -> None:
-        """`_SqliteFast.flush` through SQLAlchemy (PostgreSQL, `sqlite:///` URLs): the same rows, one transaction."""
+        """`_SqliteFast.flush` through SQLAlchemy (PostgreSQL; SQLite only where no plain file path is behind the
+        URL): the same rows, deduplicated, one transaction."""
         with self._writer.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 # one flush at a time across processes, each reading the unindexed rows after the previous one
