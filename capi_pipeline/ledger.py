@@ -201,7 +201,7 @@ class Ledger:
         the unindexed batches hid its keys from both (sent events looked unsent to a concurrent run)."""
         conn = self.engine.connect()
         if self.engine.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="REPEATABLE READ")
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
         return conn
 
     def _keys_rows_sa(self, batch_ids: list[str]) -> dict[str, str]:
