@@ -478,9 +478,7 @@ class _SqliteFast:
     def _keys_rows(self, batch_ids: list[str]) -> dict[str, str]:
         """The keys rows (JSON text) of these batches (never deleted or changed: a batch id names its keys)."""
         with self._read_lock:
-            return dict(self._reader.execute(
-                "SELECT batch_id, event_keys FROM capi_ledger_batch_keys "
-                "WHERE batch_id IN (SELECT value FROM json_each(?))", (orjson.dumps(batch_ids).decode(),)))
+            return dict(self._reader.execute(_SQLITE_KEYS_ROWS, (orjson.dumps(batch_ids).decode(),)))
 
     def flush(self, now: float, known: dict[str, list[Key]]) -> None:
         """Every unindexed batch's keys into capi_ledger_events, about in key order (neighbours share leaf
@@ -492,10 +490,7 @@ class _SqliteFast:
             pending = conn.execute("SELECT seq, batch_id, dataset_id FROM capi_ledger_unindexed ORDER BY seq").fetchall()
             if pending:
                 need = [b for _, b, _ in pending if b not in known]
-                loaded = dict(conn.execute(
-                    "SELECT batch_id, event_keys FROM capi_ledger_batch_keys "
-                    "WHERE batch_id IN (SELECT value FROM json_each(?))", (orjson.dumps(need).decode(),))) \
-                    if need else {}
+                loaded = dict(conn.execute(_SQLITE_KEYS_ROWS, (orjson.dumps(need).decode(),))) if need else {}
                 conn.executemany(_SQLITE_UPSERT_EVENTS,
                                  [(*row, now) for row in _in_key_order(_pending_rows(pending, known, loaded))])
                 conn.execute("DELETE FROM capi_ledger_unindexed WHERE seq <= ?", (pending[-1][0],))
@@ -560,6 +555,8 @@ _SQLITE_READ = (
     "       (SELECT json_group_array(json_array(seq, batch_id, state)) FROM ("
     "        SELECT u.seq, u.batch_id, b.state FROM capi_ledger_unindexed u "
     "        JOIN capi_ledger_batches b ON b.batch_id = u.batch_id WHERE u.dataset_id = ? ORDER BY u.seq))")
+_SQLITE_KEYS_ROWS = ("SELECT batch_id, event_keys FROM capi_ledger_batch_keys "
+                     "WHERE batch_id IN (SELECT value FROM json_each(?))")  # ? = the batch ids as a JSON array
 _SQLITE_INSERT_UNINDEXED = "INSERT INTO capi_ledger_unindexed (batch_id, dataset_id) VALUES (?, ?)"
 _SQLITE_UPSERT_EVENTS = (
     "INSERT INTO capi_ledger_events (dataset_id, event_id, event_name, batch_id, updated_at) VALUES (?, ?, ?, ?, ?) "
