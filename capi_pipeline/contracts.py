@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import importlib
+import importlib.util
 import logging
 import os
 import re
 import sys
 import threading
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -495,6 +498,7 @@ class ContractValidator:
     def __init__(self, contract: Contract) -> None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        _defer_gx_only_imports()
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
         from great_expectations.expectations.row_conditions import deserialize_row_condition
@@ -765,6 +769,44 @@ class ContractValidator:
         self._context.build_data_docs(site_names=[site])
         index = site_dir / "index.html"
         return index if index.is_file() else None
+
+
+# Imported by GX at import time for expectations a contract does not use (KL divergence, KS tests: `from scipy
+# import stats`, `import altair as alt`): half of `import great_expectations` (~1 of ~2.2 s, in every pass-1
+# worker while the whole pipeline waits for it).
+_GX_ONLY_IMPORTS = ("scipy.stats", "altair")
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in `sys.modules` for a module nobody has used yet; the first attribute read imports the real one
+    (which then replaces it there) and answers from it. `import x` and `from x import y` do not read attributes
+    of `x` (Python 3.11's `importlib.util.LazyLoader` modules load on import: the import reads `__spec__`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.__spec__ = None  # read by `import` itself (a module still initializing?): not a use
+
+    def __getattr__(self, attr: str) -> Any:
+        name = self.__name__
+        with _deferred_lock:
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            real = importlib.import_module(name)
+        self.__dict__.update(real.__dict__)  # later reads are plain attribute reads
+        return getattr(real, attr)
+
+
+_deferred_lock = threading.RLock()  # reentrant: a real import may read another deferred module
+
+
+def _defer_gx_only_imports() -> None:
+    """Let `import great_expectations` skip `_GX_ONLY_IMPORTS` until something reads from them (once per process;
+    a module already imported, or not installed, is left alone)."""
+    with _deferred_lock:
+        for name in _GX_ONLY_IMPORTS:
+            if name in sys.modules or importlib.util.find_spec(name.split(".")[0]) is None:
+                continue
+            sys.modules[name] = _DeferredModule(name)
 
 
 # GX versions whose code `_lighter_gx_calls` repeats (tests/test_contracts.py fails on any other version).

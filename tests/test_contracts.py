@@ -184,6 +184,50 @@ def test_import_is_cheap() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
+def test_gx_imports_without_scipy_stats_and_altair_until_they_are_used() -> None:
+    code = """
+import sys
+from capi_pipeline.contracts import BUILTIN_DIR, ContractValidator, load_contract
+ContractValidator(load_contract(BUILTIN_DIR / "offline_conversions.odcs.yaml"))
+deferred = [n for n in ("scipy.stats", "altair") if type(sys.modules[n]).__name__ == "_DeferredModule"]
+import great_expectations as gx
+from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as kl
+assert round(float(kl.stats.entropy([0.5, 0.5], [0.9, 0.1])), 4) == 0.5108  # the real scipy.stats, on first use
+assert type(sys.modules["scipy.stats"]).__name__ == "module" and sys.modules["scipy.stats"].entropy
+assert kl.alt.Chart is sys.modules["altair"].Chart and type(sys.modules["altair"]).__name__ == "module"
+print(",".join(deferred))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1],
+                         capture_output=True, text=True).stdout
+    assert out.strip() == "scipy.stats,altair"
+
+
+def test_deferred_module_imports_on_first_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from capi_pipeline import contracts
+
+    (tmp_path / "capi_probe_pkg").mkdir()
+    (tmp_path / "capi_probe_pkg" / "__init__.py").write_text("")
+    (tmp_path / "capi_probe_pkg" / "heavy.py").write_text(
+        "import builtins\nbuiltins.capi_probe_loads = getattr(builtins, 'capi_probe_loads', 0) + 1\nVALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import builtins
+
+    for name in ("capi_probe_pkg", "capi_probe_pkg.heavy"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    proxy = contracts._DeferredModule("capi_probe_pkg.heavy")
+    monkeypatch.setitem(sys.modules, "capi_probe_pkg.heavy", proxy)
+    import capi_probe_pkg.heavy as heavy  # noqa: E402 - importing a deferred module is not a use
+    from capi_probe_pkg import heavy as same
+
+    assert heavy is proxy is same and getattr(builtins, "capi_probe_loads", 0) == 0
+    assert heavy.VALUE == 42 and builtins.capi_probe_loads == 1
+    assert sys.modules["capi_probe_pkg.heavy"] is not proxy  # the real module took its place
+    assert heavy.VALUE == 42 and sys.modules["capi_probe_pkg.heavy"].VALUE == 42 and builtins.capi_probe_loads == 1
+    with pytest.raises(AttributeError):
+        heavy.MISSING
+    del builtins.capi_probe_loads
+
+
 # --------------------------------------------------------------------------------------------------- fixtures
 def _scenarios() -> list[tuple[str, dict]]:
     out = []
