@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -381,6 +383,48 @@ def test_offline_row_rules(validators: dict[str, ContractValidator]) -> None:
     assert sum(result.counts.values()) == len(ROW_CASES)
     assert result.counts["invalid_pattern"] == 3 and result.counts["missing_value"] == 3
     assert result.expectations_run == len(validator.contract.checks)
+
+
+def test_row_conditions_filter_once_per_call_with_gx_results(validators: dict[str, ContractValidator],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from capi_pipeline import contracts
+
+    good = pd.read_parquet(FIXTURES / "good" / "offline.parquet")
+    frame = pd.concat([good] * 3, ignore_index=True)
+    frame["order_id"] = [f"S1-x-{i}" for i in range(len(frame))]
+    frame.loc[frame.index % 7 == 0, "order_id"] = None  # Purchase rows without an order id
+    frame.loc[frame.index % 5 == 0, ["lead_id", "email"]] = None  # Lead rows without lead id or email
+    queries: list[str] = []
+    query = pd.DataFrame.query
+
+    def counted(self: pd.DataFrame, expr: str, **kwargs: Any) -> Any:
+        queries.append(expr)
+        return query(self, expr, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "query", counted)
+    validator = validators["offline_conversions"]
+    kept = validator.validate(frame, file="f.parquet", first_row=2)
+    kept_queries = list(queries)
+    queries.clear()
+    monkeypatch.setattr(contracts, "_row_filters_once", contextlib.nullcontext)  # GX's own way: per metric
+    plain = validator.validate(frame, file="f.parquet", first_row=2)
+    assert len(kept_queries) == len(set(kept_queries)) == 3 and len(queries) >= 4 * len(kept_queries)
+    assert set(queries) == set(kept_queries)
+    assert kept.counts == plain.counts and kept.failures == plain.failures and kept.rejections == plain.rejections
+    assert kept.valid.tolist() == plain.valid.tolist() and "purchase_missing_order_id" in kept.counts
+
+
+def test_condition_keys_tell_conditions_apart() -> None:
+    from capi_pipeline.contracts import _condition_key
+
+    purchase = {"type": "comparison", "column": {"name": "event_name"}, "operator": "==", "parameter": "Purchase"}
+    assert _condition_key(purchase, None) == _condition_key(dict(reversed(purchase.items())), None)
+    keys = [_condition_key(purchase, None), _condition_key({**purchase, "parameter": "Lead"}, None),
+            _condition_key({**purchase, "parameter": 1}, None), _condition_key({**purchase, "parameter": 1.0}, None),
+            _condition_key({**purchase, "parameter": True}, None), _condition_key('event_name == "Purchase"', None),
+            _condition_key('event_name == "Purchase"', "pandas"), _condition_key(purchase, "pandas")]
+    assert None not in keys and len(set(keys)) == len(keys)
+    assert _condition_key({"parameter": object()}, None) is None and _condition_key(("a",), None) is None
 
 
 def test_lead_needs_lead_id_and_some_id(validators: dict[str, ContractValidator]) -> None:
