@@ -823,6 +823,7 @@ def _lighter_gx_calls(version: str) -> None:
     _configuration_once_per_call()
     _none_first_in_json_conversion()
     _row_filter_once_per_call()
+    _column_domain_alone()
 
 
 def _configuration_once_per_call() -> None:
@@ -927,6 +928,34 @@ def _row_filter_once_per_call() -> None:
     PandasExecutionEngine._apply_row_condition_filter = _apply_row_condition_filter
 
 
+def _column_domain_alone() -> None:
+    """Make GX's pandas engine hand a column metric a frame of its column alone, inside our calls.
+
+    `get_compute_domain` answers a column-domain metric with the whole batch frame (its rows filtered), and
+    GX's column map metrics then drop the column's nulls with `df[df[column].notnull()]`: a take of every
+    column of the batch, several times per expectation, for one column's values. Inside `_row_filters_once`
+    the frame handed back holds just that column (the same arrays, no copy); other domains are unchanged.
+    """
+    from great_expectations.core.metric_domain_types import MetricDomainTypes
+    from great_expectations.execution_engine.pandas_execution_engine import PandasExecutionEngine
+
+    original = PandasExecutionEngine.get_compute_domain
+    _GX_ORIGINALS["get_compute_domain"] = original
+
+    def get_compute_domain(self: Any, domain_kwargs: dict, domain_type: Any,
+                           accessor_keys: Any = None) -> tuple[pd.DataFrame, dict, dict]:
+        data, compute, accessor = original(self, domain_kwargs, domain_type, accessor_keys)
+        column = accessor.get("column")
+        if getattr(_row_filters, "kept", None) is not None and MetricDomainTypes(domain_type) \
+                is MetricDomainTypes.COLUMN and isinstance(column, str) and data.columns.is_unique \
+                and column in data.columns:
+            data = data[[column]]
+        return data, compute, accessor
+
+    get_compute_domain.__doc__ = original.__doc__
+    PandasExecutionEngine.get_compute_domain = get_compute_domain
+
+
 def _condition_key(row_condition: Any, parser: Any) -> bytes | None:
     """A row condition as bytes that compare equal exactly when the conditions do (dict or str only)."""
     try:
@@ -944,7 +973,8 @@ _row_filters = threading.local()  # .kept: {(id(frame), condition key): (frame, 
 
 @contextlib.contextmanager
 def _row_filters_once() -> Any:
-    """Row-condition filters kept for the duration of one GX call in this thread (see `_row_filter_once_per_call`)."""
+    """One GX call of ours in this thread: row-condition filters kept for its duration
+    (`_row_filter_once_per_call`), column metrics handed their column alone (`_column_domain_alone`)."""
     outer = getattr(_row_filters, "kept", None)
     _row_filters.kept = {}
     try:

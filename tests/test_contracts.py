@@ -385,8 +385,10 @@ def test_offline_row_rules(validators: dict[str, ContractValidator]) -> None:
     assert result.expectations_run == len(validator.contract.checks)
 
 
-def test_row_conditions_filter_once_per_call_with_gx_results(validators: dict[str, ContractValidator],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lighter_gx_call_scope_gives_gx_results(validators: dict[str, ContractValidator],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from great_expectations.execution_engine.pandas_execution_engine import PandasExecutionEngine
+
     from capi_pipeline import contracts
 
     good = pd.read_parquet(FIXTURES / "good" / "offline.parquet")
@@ -402,14 +404,27 @@ def test_row_conditions_filter_once_per_call_with_gx_results(validators: dict[st
         return query(self, expr, **kwargs)
 
     monkeypatch.setattr(pd.DataFrame, "query", counted)
+    widths: list[int] = []  # columns of the frames column metrics get
+    compute_domain = PandasExecutionEngine.get_compute_domain
+
+    def measured(self: Any, domain_kwargs: dict, domain_type: Any, accessor_keys: Any = None) -> Any:
+        data, compute, accessor = compute_domain(self, domain_kwargs, domain_type, accessor_keys)
+        if "column" in accessor:
+            widths.append(len(data.columns))
+        return data, compute, accessor
+
+    monkeypatch.setattr(PandasExecutionEngine, "get_compute_domain", measured)
     validator = validators["offline_conversions"]
     kept = validator.validate(frame, file="f.parquet", first_row=2)
-    kept_queries = list(queries)
+    kept_queries, kept_widths = list(queries), set(widths)
     queries.clear()
-    monkeypatch.setattr(contracts, "_row_filters_once", contextlib.nullcontext)  # GX's own way: per metric
+    widths.clear()
+    # GX's own way: each metric filters the whole frame by its row condition, column metrics get every column
+    monkeypatch.setattr(contracts, "_row_filters_once", contextlib.nullcontext)
     plain = validator.validate(frame, file="f.parquet", first_row=2)
     assert len(kept_queries) == len(set(kept_queries)) == 3 and len(queries) >= 4 * len(kept_queries)
     assert set(queries) == set(kept_queries)
+    assert kept_widths == {1} and set(widths) == {len(validator._columns_used)} and len(validator._columns_used) > 5
     assert kept.counts == plain.counts and kept.failures == plain.failures and kept.rejections == plain.rejections
     assert kept.valid.tolist() == plain.valid.tolist() and "purchase_missing_order_id" in kept.counts
 
