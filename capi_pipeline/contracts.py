@@ -702,7 +702,7 @@ class ContractValidator:
                                     "include_unexpected_rows": False,
                                     "return_unexpected_index_query": False,
                                 })
-        with _without_gx_fingerprint(), _row_filters_once():
+        with _without_gx_fingerprint(), _our_gx_call():
             return validator.validate_expectation_suite(self._suite)
 
     def _records(self, frame: pd.DataFrame, rejected: np.ndarray, first_fail: np.ndarray, rules: list[str],
@@ -902,7 +902,7 @@ def _row_filter_once_per_call() -> None:
 
     Every metric of an expectation with a `row_condition` asks `_apply_row_condition_filter` for its rows, and
     each answer is a `DataFrame.query` over the batch: a take of every column (~15 per call for the offline
-    contract's 3 conditions). Inside `_row_filters_once` (our calls) the first answer for a (batch frame,
+    contract's 3 conditions). Inside `_our_gx_call` (our calls) the first answer for a (batch frame,
     condition) pair is kept and handed out again; GX's metrics read the frame they get and do not change it.
     Conditions that are not a dict or a string are filtered by GX every time, as outside our calls.
     """
@@ -913,7 +913,7 @@ def _row_filter_once_per_call() -> None:
 
     def _apply_row_condition_filter(self: Any, data: pd.DataFrame, row_condition: Any,
                                     domain_kwargs: dict) -> pd.DataFrame:
-        kept = getattr(_row_filters, "kept", None)
+        kept = getattr(_call_scope, "kept", None)
         key = None if kept is None else _condition_key(row_condition, domain_kwargs.get("condition_parser"))
         if key is None:
             return original(self, data, row_condition, domain_kwargs)
@@ -933,7 +933,7 @@ def _column_domain_alone() -> None:
 
     `get_compute_domain` answers a column-domain metric with the whole batch frame (its rows filtered), and
     GX's column map metrics then drop the column's nulls with `df[df[column].notnull()]`: a take of every
-    column of the batch, several times per expectation, for one column's values. Inside `_row_filters_once`
+    column of the batch, several times per expectation, for one column's values. Inside `_our_gx_call`
     the frame handed back holds just that column (the same arrays, no copy); other domains are unchanged.
     """
     from great_expectations.core.metric_domain_types import MetricDomainTypes
@@ -946,9 +946,9 @@ def _column_domain_alone() -> None:
                            accessor_keys: Any = None) -> tuple[pd.DataFrame, dict, dict]:
         data, compute, accessor = original(self, domain_kwargs, domain_type, accessor_keys)
         column = accessor.get("column")
-        if getattr(_row_filters, "kept", None) is not None and MetricDomainTypes(domain_type) \
-                is MetricDomainTypes.COLUMN and isinstance(column, str) and data.columns.is_unique \
-                and column in data.columns:
+        if getattr(_call_scope, "kept", None) is not None and isinstance(column, str) \
+                and getattr(domain_type, "value", domain_type) == MetricDomainTypes.COLUMN.value \
+                and data.columns.is_unique and column in data.columns:
             data = data[[column]]
         return data, compute, accessor
 
@@ -968,19 +968,19 @@ def _condition_key(row_condition: Any, parser: Any) -> bytes | None:
     return None
 
 
-_row_filters = threading.local()  # .kept: {(id(frame), condition key): (frame, filtered frame)} during a call
+_call_scope = threading.local()  # .kept in `_our_gx_call`: {(id(frame), condition key): (frame, filtered frame)}
 
 
 @contextlib.contextmanager
-def _row_filters_once() -> Any:
+def _our_gx_call() -> Any:
     """One GX call of ours in this thread: row-condition filters kept for its duration
     (`_row_filter_once_per_call`), column metrics handed their column alone (`_column_domain_alone`)."""
-    outer = getattr(_row_filters, "kept", None)
-    _row_filters.kept = {}
+    outer = getattr(_call_scope, "kept", None)
+    _call_scope.kept = {}
     try:
         yield
     finally:
-        _row_filters.kept = outer
+        _call_scope.kept = outer
 
 
 _fingerprint_lock = threading.Lock()

@@ -420,7 +420,7 @@ def test_lighter_gx_call_scope_gives_gx_results(validators: dict[str, ContractVa
     queries.clear()
     widths.clear()
     # GX's own way: each metric filters the whole frame by its row condition, column metrics get every column
-    monkeypatch.setattr(contracts, "_row_filters_once", contextlib.nullcontext)
+    monkeypatch.setattr(contracts, "_our_gx_call", contextlib.nullcontext)
     plain = validator.validate(frame, file="f.parquet", first_row=2)
     assert len(kept_queries) == len(set(kept_queries)) == 3 and len(queries) >= 4 * len(kept_queries)
     assert set(queries) == set(kept_queries)
