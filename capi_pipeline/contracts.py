@@ -931,28 +931,43 @@ def _row_filter_once_per_call() -> None:
 def _column_domain_alone() -> None:
     """Make GX's pandas engine hand a column metric a frame of its column alone, inside our calls.
 
-    `get_compute_domain` answers a column-domain metric with the whole batch frame (its rows filtered), and
-    GX's column map metrics then drop the column's nulls with `df[df[column].notnull()]`: a take of every
-    column of the batch, several times per expectation, for one column's values. Inside `_our_gx_call`
-    the frame handed back holds just that column (the same arrays, no copy); other domains are unchanged.
+    `get_domain_records` answers every domain with the whole batch frame (its rows filtered), and GX's column
+    metrics then drop the column's nulls with `df[df[column].notnull()]` and pick their unexpected rows with
+    `df[mask]`: a take of every column of the batch, several times per expectation, for one column's values.
+    Inside `_our_gx_call`, records asked for with a `column` (the column-domain metrics, directly or through
+    `get_compute_domain`) hold just that column (the same arrays, no copy). Other domains get the whole frame, as
+    do rows asked for by `get_compute_domain` for a non-column domain. (Whole unexpected rows, the only use of
+    other columns, are never asked for: `_run_gx` sets `include_unexpected_rows` off and contracts cannot set
+    a result format.)
     """
     from great_expectations.core.metric_domain_types import MetricDomainTypes
     from great_expectations.execution_engine.pandas_execution_engine import PandasExecutionEngine
 
-    original = PandasExecutionEngine.get_compute_domain
-    _GX_ORIGINALS["get_compute_domain"] = original
+    records, compute_domain = PandasExecutionEngine.get_domain_records, PandasExecutionEngine.get_compute_domain
+    _GX_ORIGINALS["get_domain_records"] = records
+    _GX_ORIGINALS["get_compute_domain"] = compute_domain
+
+    def get_domain_records(self: Any, domain_kwargs: dict) -> pd.DataFrame:
+        data = records(self, domain_kwargs)
+        column = domain_kwargs.get("column")
+        if getattr(_call_scope, "kept", None) is not None and not getattr(_call_scope, "whole", 0) \
+                and isinstance(column, str) and data.columns.is_unique and column in data.columns:
+            data = data[[column]]
+        return data
 
     def get_compute_domain(self: Any, domain_kwargs: dict, domain_type: Any,
                            accessor_keys: Any = None) -> tuple[pd.DataFrame, dict, dict]:
-        data, compute, accessor = original(self, domain_kwargs, domain_type, accessor_keys)
-        column = accessor.get("column")
-        if getattr(_call_scope, "kept", None) is not None and isinstance(column, str) \
-                and getattr(domain_type, "value", domain_type) == MetricDomainTypes.COLUMN.value \
-                and data.columns.is_unique and column in data.columns:
-            data = data[[column]]
-        return data, compute, accessor
+        if getattr(domain_type, "value", domain_type) == MetricDomainTypes.COLUMN.value:
+            return compute_domain(self, domain_kwargs, domain_type, accessor_keys)
+        _call_scope.whole = getattr(_call_scope, "whole", 0) + 1
+        try:
+            return compute_domain(self, domain_kwargs, domain_type, accessor_keys)
+        finally:
+            _call_scope.whole -= 1
 
-    get_compute_domain.__doc__ = original.__doc__
+    get_domain_records.__doc__ = records.__doc__
+    get_compute_domain.__doc__ = compute_domain.__doc__
+    PandasExecutionEngine.get_domain_records = get_domain_records
     PandasExecutionEngine.get_compute_domain = get_compute_domain
 
 

@@ -404,7 +404,7 @@ def test_lighter_gx_call_scope_gives_gx_results(validators: dict[str, ContractVa
         return query(self, expr, **kwargs)
 
     monkeypatch.setattr(pd.DataFrame, "query", counted)
-    widths: list[int] = []  # columns of the frames column metrics get
+    widths: list[int] = []  # columns of the frames column metrics get (unexpected index lists included)
     compute_domain = PandasExecutionEngine.get_compute_domain
 
     def measured(self: Any, domain_kwargs: dict, domain_type: Any, accessor_keys: Any = None) -> Any:
@@ -413,7 +413,16 @@ def test_lighter_gx_call_scope_gives_gx_results(validators: dict[str, ContractVa
             widths.append(len(data.columns))
         return data, compute, accessor
 
+    records = PandasExecutionEngine.get_domain_records
+
+    def measured_records(self: Any, domain_kwargs: dict) -> Any:
+        data = records(self, domain_kwargs)
+        if "column" in domain_kwargs:
+            widths.append(len(data.columns))
+        return data
+
     monkeypatch.setattr(PandasExecutionEngine, "get_compute_domain", measured)
+    monkeypatch.setattr(PandasExecutionEngine, "get_domain_records", measured_records)
     validator = validators["offline_conversions"]
     kept = validator.validate(frame, file="f.parquet", first_row=2)
     kept_queries, kept_widths = list(queries), set(widths)
