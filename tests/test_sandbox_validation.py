@@ -228,7 +228,7 @@ def test_the_one_pass_key_check_answers_as_the_rule_by_rule_check() -> None:
 
     good = hashlib.sha256(b"x").hexdigest()
     values = [good, good.upper(), good[:63], [good, good], [good, "zz"], [], "", "  ", None, 7, "10.0.0.1",
-              "not-an-ip", "Mozilla/5.0", ["a"], "\u00a0"]
+              "not-an-ip", "Mozilla/5.0", ["a"], "\u00a0", "g" * 64, "\u0663" * 64, good[:63] + "\x00"]
     keys = ["em", "ph", "ct", "ge", "db", "client_ip_address", "client_user_agent", "lead_id", "partner_id",
             "partner_name", "nonsense"]
     rng = random.Random(3)
