@@ -438,6 +438,42 @@ def test_lighter_gx_call_scope_gives_gx_results(validators: dict[str, ContractVa
     assert kept.valid.tolist() == plain.valid.tolist() and "purchase_missing_order_id" in kept.counts
 
 
+def test_lighter_gx_call_scope_leaves_other_domains_whole(validators: dict[str, ContractValidator],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column pairs, column lists, tables, column aggregates and row conditions on another column: the same GX
+    results inside and outside our call scope."""
+    import great_expectations as gx
+    from great_expectations.expectations.row_conditions import deserialize_row_condition
+
+    from capi_pipeline import contracts
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, None, 5.0, 6.0] * 40, "b": [1.0, 2.0, 0.0, 4.0, None, 6.0] * 40,
+                          "s": pd.array(["x", "y", "x", "z", None, "y"] * 40, dtype="str")})
+    b_over_1 = deserialize_row_condition({"type": "comparison", "column": {"name": "b"}, "operator": ">",
+                                          "parameter": 1})
+    expectations = [
+        gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="a", column_B="b"),
+        gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["a", "s"]),
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=1, max_value=10_000),
+        gx.expectations.ExpectTableColumnsToMatchSet(column_set=["a", "b", "s"]),
+        gx.expectations.ExpectColumnMeanToBeBetween(column="a", min_value=0, max_value=3),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="s", value_set=["x", "y"], row_condition=b_over_1),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="a", row_condition=b_over_1),
+    ]
+    validator = validators["website_events"]
+    suite = validator._context.suites.add(gx.ExpectationSuite(name="other_domains", expectations=expectations))
+    monkeypatch.setattr(validator, "_suite", suite)
+
+    def outcome(result: Any) -> list[Any]:
+        return [(r.expectation_config.type, r.success, r.result.get("observed_value"),
+                 r.result.get("unexpected_count"), r.result.get("unexpected_index_list")) for r in result.results]
+
+    kept = outcome(validator._run_gx(frame, file="f.parquet"))
+    monkeypatch.setattr(contracts, "_our_gx_call", contextlib.nullcontext)
+    assert kept == outcome(validator._run_gx(frame, file="f.parquet"))
+    assert [success for _, success, *_ in kept] == [False, False, True, True, False, False, False]
+
+
 def test_condition_keys_tell_conditions_apart() -> None:
     from capi_pipeline.contracts import _condition_key
 
