@@ -978,12 +978,14 @@ def _condition_key(row_condition: Any, parser: Any) -> bytes | None:
             return b"d" + orjson.dumps([row_condition, parser], option=orjson.OPT_SORT_KEYS)
         if isinstance(row_condition, str):
             return b"s" + orjson.dumps([row_condition, parser])
-    except (TypeError, orjson.JSONEncodeError):  # a value orjson cannot write: no key, GX filters as usual
+    except TypeError:  # orjson.JSONEncodeError (a TypeError): a value it cannot write, no key, GX filters as usual
         pass
     return None
 
 
-_call_scope = threading.local()  # .kept in `_our_gx_call`: {(id(frame), condition key): (frame, filtered frame)}
+# Per thread: .kept, inside `_our_gx_call`: {(id(frame), condition key): (frame, filtered frame)}; .whole, the depth
+# of `get_compute_domain` calls for a non-column domain under way (their records keep every column).
+_call_scope = threading.local()
 
 
 @contextlib.contextmanager
