@@ -71,3 +71,44 @@ def test_closing_while_workers_still_send_results_returns_and_ends_them(sample) 
     pool.close()
     assert time.monotonic() - started < 60
     assert not any(p.is_alive() for p in procs)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * 2**20 + 7])
+def test_read_message_reads_what_send_bytes_framed(size: int) -> None:
+    import multiprocessing as mp
+    import threading
+
+    from capi_pipeline.workers import _read_message
+
+    ours, theirs = mp.Pipe(duplex=True)
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    # a thread sends while this one reads: a message larger than the socket's buffer arrives in many pieces
+    sender = threading.Thread(target=lambda: (theirs.send_bytes(data), theirs.send(("next", 1))))
+    sender.start()
+    got = _read_message(ours)
+    assert bytes(got) == data and isinstance(got, bytearray)
+    assert ours.recv() == ("next", 1)  # the framing left the stream at the next message
+    sender.join()
+
+
+def test_read_message_long_form_and_ends_of_stream() -> None:
+    import socket
+    import struct
+    from multiprocessing.connection import Connection
+
+    from capi_pipeline.workers import _read_message
+
+    def pair(raw: bytes) -> Connection:
+        a, b = socket.socketpair()
+        b.sendall(raw)
+        b.close()
+        return Connection(a.detach())
+
+    # the framing send_bytes uses above 2 GiB: -1, then an 8-byte length
+    assert bytes(_read_message(pair(struct.pack("!i", -1) + struct.pack("!Q", 3) + b"abc"))) == b"abc"
+    with pytest.raises(EOFError):  # the sender closed between messages
+        _read_message(pair(b""))
+    with pytest.raises(OSError, match="middle of a message"):  # ... or in the middle of one
+        _read_message(pair(struct.pack("!i", 10) + b"abc"))
+    with pytest.raises(OSError, match="middle of a message"):
+        _read_message(pair(b"\x00\x00"))
