@@ -79,7 +79,7 @@ class ChunkResult:
     ids: list[str]
     files: list[str]
     rows: list[int]
-    blob: bytes
+    blob: bytes | bytearray
     ends: list[int]
     block: int
 
@@ -329,9 +329,9 @@ def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
         files += block_files
         rows += block_rows
     del built
-    # `blob` stays a bytearray: `_serve` sends it raw, the main process receives bytes
+    # `blob` stays a bytearray: `_serve` sends it raw, `_read_message` reads it into one in the main process
     return ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=names, ids=ids, files=files,
-                       rows=rows, blob=blob, ends=ends, block=size)  # type: ignore[arg-type]
+                       rows=rows, blob=blob, ends=ends, block=size)
 
 
 @dataclass
