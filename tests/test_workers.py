@@ -112,3 +112,52 @@ def test_read_message_long_form_and_ends_of_stream() -> None:
         _read_message(pair(struct.pack("!i", 10) + b"abc"))
     with pytest.raises(OSError, match="middle of a message"):
         _read_message(pair(b"\x00\x00"))
+
+
+def test_messages_carry_arrow_columns_out_of_band_and_back_equal() -> None:
+    import multiprocessing as mp
+    import struct
+    import threading
+
+    import numpy as np
+    import pyarrow as pa
+
+    from capi_pipeline.workers import _read_message, _recv_message, _send_message
+
+    batch = pa.record_batch({"email": ["a@x.com", None, "b@y.org"] * 50_000, "value": [1.5, None, 3.0] * 50_000})
+    msg = ("transform", 7, ("part-0.parquet", 2, batch, {5, 9}), 1_700_000_000, np.array([True, False] * 3))
+    ours, theirs = mp.Pipe(duplex=True)
+    sender = threading.Thread(target=lambda: (_send_message(theirs, msg), _send_message(theirs, ("stop",)),
+                                              _send_message(theirs, msg)))
+    sender.start()
+    got = _recv_message(ours)
+    assert got[:2] == msg[:2] and got[2][:2] == msg[2][:2] and got[2][3] == {5, 9} and got[3] == msg[3]
+    assert got[2][2].equals(batch) and got[4].tolist() == msg[4].tolist()
+    assert _recv_message(ours) == ("stop",)
+    # on the wire: the pickle with its buffer count first, then the columns' buffers, each a frame of its own
+    first = _read_message(ours)
+    (count,) = struct.unpack_from("!I", first)
+    assert count >= 4 and len(first) < 2_000  # validity bitmaps, offsets, data: none copied into the pickle
+    assert sum(len(_read_message(ours)) for _ in range(count)) >= batch.nbytes - 64
+    sender.join()
+
+
+def test_recv_message_ends_of_stream() -> None:
+    import pickle
+    import socket
+    import struct
+    from multiprocessing.connection import Connection
+
+    from capi_pipeline.workers import _recv_message
+
+    def pair(frames: list[bytes]) -> Connection:
+        a, b = socket.socketpair()
+        b.sendall(b"".join(struct.pack("!i", len(f)) + f for f in frames))
+        b.close()
+        return Connection(a.detach())
+
+    with pytest.raises(EOFError):
+        _recv_message(pair([]))
+    # two buffers announced, one sent: the sender died in the middle of the message
+    with pytest.raises(OSError, match="middle of a message"):
+        _recv_message(pair([struct.pack("!I", 2) + pickle.dumps(("x",), protocol=5), b"abc"]))
