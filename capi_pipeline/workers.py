@@ -144,6 +144,8 @@ def mark_duplicates(cfg: Any, seen: Any, task: tuple[str, int, Any, set[int]]) -
 def _serve(conn: Connection, init: dict[str, Any]) -> None:
     """Worker process main loop: ("validate" | "transform" | "docs", seq, payload, now) tasks until ("stop",)."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    if init.get("contract") is not None:
+        _arrow_pool(ARROW_POOL_CONTRACT)
     # a thread drains the pipe, so the main process never blocks sending a task while this process is
     # itself blocked sending a result (both pipe buffers full: a deadlock)
     inbox: queue.Queue[Any] = queue.Queue()
@@ -232,6 +234,25 @@ def _trim(above: int) -> None:
     libc = _c_library()
     if libc and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+# Arrow's allocator in pass 1's workers. Great Expectations filters and takes the batch's columns again and again;
+# with pyarrow's default (mimalloc) the freed memory went back to the OS at once and was faulted in again by the
+# next take: pass 1's workers spent a third of their CPU in the kernel (1.7-2.2 s system CPU per 1M rows, 0.2-0.4
+# with jemalloc). Pass 2's workers keep the default, which measured as well or better there (bench/README.md).
+ARROW_POOL_CONTRACT = "jemalloc"
+
+
+def _arrow_pool(name: str) -> None:
+    """Make `name` (jemalloc, mimalloc, system) this process's default Arrow memory pool, if pyarrow has it."""
+    import pyarrow as pa
+
+    try:
+        pool = getattr(pa, f"{name}_memory_pool")()
+    except (AttributeError, NotImplementedError):  # a pyarrow built without it: keep the default
+        log.debug("Arrow memory pool %r not available; keeping %s", name, pa.default_memory_pool().backend_name)
+        return
+    pa.set_memory_pool(pool)
 
 
 def _send_message(conn: Connection, obj: Any) -> None:

@@ -161,3 +161,17 @@ def test_recv_message_ends_of_stream() -> None:
     # two buffers announced, one sent: the sender died in the middle of the message
     with pytest.raises(OSError, match="middle of a message"):
         _recv_message(pair([struct.pack("!I", 2) + pickle.dumps(("x",), protocol=5), b"abc"]))
+
+
+def test_arrow_pool_sets_the_default_pool_where_pyarrow_has_it() -> None:
+    import subprocess
+    import sys
+
+    code = ("import pyarrow as pa; from capi_pipeline.workers import _arrow_pool, ARROW_POOL_CONTRACT; "
+            "before = pa.default_memory_pool().backend_name; _arrow_pool('no_such'); "
+            "kept = pa.default_memory_pool().backend_name; _arrow_pool(ARROW_POOL_CONTRACT); "
+            "print(before, kept, pa.default_memory_pool().backend_name)")
+    before, kept, after = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                         check=True).stdout.split()
+    assert kept == before  # an allocator pyarrow lacks: the default stays
+    assert after == "jemalloc"  # pass 1's workers (the Linux wheels ship jemalloc)
