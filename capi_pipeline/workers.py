@@ -13,7 +13,8 @@ Same chunks, same order, same duplicate decisions as the single-process path (th
 chunk's duplicates before sending it, from `mapping.event_keys` of only its key columns), so event ids, batch
 ids, the quarantine and the report do not depend on the number of workers. Memory stays flat: at most `ahead`
 chunks are read but not yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000)
-and a chunk's JSON goes back as raw bytes (`Connection.send_bytes`, never pickled). The uploader joins the
+and a chunk's JSON goes back as raw bytes (out of band, never copied into a pickle), as the chunk's Arrow
+columns go out (`_send_message`: pickle protocol 5, each buffer a frame of its own). The uploader joins the
 blocks' JSON arrays into request bodies, so events are never rebuilt as dicts, nor handled one by one, in the
 main process.
 
@@ -25,6 +26,7 @@ still per chunk, so quarantine and counts are those of one call per chunk.
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import gc
 import logging
 import multiprocessing as mp
@@ -82,6 +84,14 @@ class ChunkResult:
     blob: bytes | bytearray
     ends: list[int]
     block: int
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        """Pickled with protocol 5 (`_send_message`), the events' JSON goes out of band as it is: no copy of it
+        on either side, and the receiver gets the bytearray it read it into."""
+        state = dict(self.__dict__)
+        if protocol >= 5:
+            state["blob"] = pickle.PickleBuffer(self.blob)
+        return copyreg.__newobj__, (ChunkResult,), state
 
     def blocks(self) -> Iterator[EventBlock]:
         """The chunk's events as `payload.EventBlock`s, bodies still JSON (views into `blob`, no copy)."""
@@ -190,14 +200,7 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
             else:
                 raise WorkerError(f"unknown task {kind!r}")
             del msg
-            if isinstance(result, ChunkResult):
-                # the events' JSON goes as raw bytes after the rest: no pickled copy of it on either side
-                blob, result.blob = result.blob, b""
-                _send_message(conn, ("done+blob", seq, result))
-                conn.send_bytes(blob)
-                del blob
-            else:
-                _send_message(conn, ("done", seq, result))
+            _send_message(conn, ("done", seq, result))
             del result
             gc.collect()  # the collector's only pass per task: the chunk's objects are gone, few are left to scan
             _trim(above=WORKER_RSS_BUDGET)
@@ -376,7 +379,7 @@ def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
         files += block_files
         rows += block_rows
     del built
-    # `blob` stays a bytearray: `_serve` sends it raw, `_read_message` reads it into one in the main process
+    # `blob` stays a bytearray: pickled out of band (`ChunkResult.__getstate__`), read into one in the main process
     return ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=names, ids=ids, files=files,
                        rows=rows, blob=blob, ends=ends, block=size)
 
@@ -494,7 +497,7 @@ class TransformPool:
         while live and time.monotonic() < deadline:
             for conn in wait(list(live), timeout=_POLL_S):
                 try:
-                    conn.recv_bytes()  # not unpickled: it may be a result's raw JSON (see "done+blob")
+                    conn.recv_bytes()  # frames, not unpickled: one may be a result's raw JSON
                 except (EOFError, OSError):
                     live.pop(conn).join(timeout=5)
             for conn, proc in list(live.items()):
@@ -675,12 +678,6 @@ class TransformPool:
             raise WorkerError("a worker process died (out of memory or killed?)") from None
         kind, seq = msg[0], msg[1]
         self._load[id(conn)] -= 1
-        if kind == "done+blob":  # a ChunkResult whose JSON blob follows as raw bytes
-            kind = "done"
-            try:
-                msg[2].blob = _read_message(conn)
-            except (EOFError, OSError):
-                raise WorkerError("a worker process died (out of memory or killed?)") from None
         if kind == "done":
             value: Any = msg[2]
         else:

@@ -175,3 +175,33 @@ def test_arrow_pool_sets_the_default_pool_where_pyarrow_has_it() -> None:
                                          check=True).stdout.split()
     assert kept == before  # an allocator pyarrow lacks: the default stays
     assert after == "jemalloc"  # pass 1's workers (the Linux wheels ship jemalloc)
+
+
+def test_a_chunk_results_json_travels_out_of_band_and_arrives_whole() -> None:
+    import multiprocessing as mp
+    import struct
+    import threading
+
+    from capi_pipeline.workers import ChunkResult, _read_message, _recv_message, _send_message
+
+    bodies = [{"event_name": "Purchase", "event_id": str(i), "user_data": {"em": ["a" * 64]}} for i in range(3000)]
+    blob = bytearray()
+    ends = []
+    for start in range(0, 3000, 125):
+        blob += orjson.dumps(bodies[start:start + 125])
+        ends.append(len(blob))
+    result = ChunkResult(seq=4, stats=None, quarantine=[], names=["Purchase"] * 3000,
+                         ids=[str(i) for i in range(3000)], files=["f"] * 3000, rows=list(range(2, 3002)),
+                         blob=blob, ends=ends, block=125)
+    ours, theirs = mp.Pipe(duplex=True)
+    sender = threading.Thread(target=lambda: (_send_message(theirs, ("done", 4, result)),
+                                              _send_message(theirs, ("done", 4, result))))
+    sender.start()
+    kind, seq, got = _recv_message(ours)
+    assert (kind, seq, got.ids, got.ends) == ("done", 4, result.ids, ends)
+    assert isinstance(got.blob, bytearray) and got.blob == blob
+    assert [body for b in got.blocks() for body in b.bodies.decoded()] == bodies
+    first = _read_message(ours)  # the second copy, frame by frame: the JSON is not inside the pickle
+    assert struct.unpack_from("!I", first) == (1,) and len(first) < len(blob) / 4
+    assert _read_message(ours) == blob
+    sender.join()
