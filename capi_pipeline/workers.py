@@ -379,7 +379,7 @@ def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
         files += block_files
         rows += block_rows
     del built
-    # `blob` stays a bytearray: pickled out of band (`ChunkResult.__getstate__`), read into one in the main process
+    # `blob` stays a bytearray: pickled out of band (`ChunkResult.__reduce_ex__`), read into one in the main process
     return ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=names, ids=ids, files=files,
                        rows=rows, blob=blob, ends=ends, block=size)
 
