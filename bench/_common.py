@@ -96,8 +96,11 @@ def process_cpu(pid: int) -> tuple[float, float, int] | None:
 
 
 def bench_date() -> dt.date:
-    """Yesterday (UTC): every sample event is then inside Meta's 7-day window and none is in the future."""
-    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    """The sample's latest finished day: every sample event is then inside Meta's 7-day window and none is in
+    the future, at any hour."""
+    from capi_pipeline.sample import latest_complete_day
+
+    return latest_complete_day()
 
 
 def rate(n: int, seconds: float) -> str:

@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_check_arguments(s)
 
     s = sub.add_parser("demo", help="the README's main job: sample data, local sandbox, both pipelines",
-                       description="Sample offline and app data for yesterday, start the sandbox on a free "
-                                   "loopback port, run both pipelines against it, print a summary.")
+                       description="Sample offline and app data for yesterday in New York (the sample's "
+                                   "clock), start the sandbox on a free loopback port, run both pipelines against "
+                                   "it, print a summary.")
     s.add_argument("--workdir", type=Path, default=Path("work/demo"), help="where samples and reports go")
     s.add_argument("--rows", type=int, default=5000, help="rows per kind (default 5000)")
     return p
@@ -182,7 +183,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from capi_pipeline.sandbox import SandboxConfig, run_sandbox
 
     workdir: Path = args.workdir
-    day = (dt.date.today() - dt.timedelta(days=1))
+    day = sample.latest_complete_day()
     print(f"capi-pipeline demo: sampling {args.rows} offline and {args.rows} app rows for {day} into {workdir}")
     samples = [sample.generate(kind, args.rows, day, workdir / "warehouse") for kind in ("offline", "app")]
     code = 0

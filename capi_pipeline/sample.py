@@ -67,6 +67,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -1448,6 +1449,14 @@ def generate(kind: Kind, rows: int, date: dt.date, out: Path, *, seed: int = 7, 
                         bad_rows=sum(defects.values()), defects=defects, weak_rows=weak)
 
 
+def latest_complete_day(now: dt.datetime | None = None) -> dt.date:
+    """The latest day that is over in the sample's timezone (New York): a sample of that day has no event in the
+    future. "Yesterday" by the UTC date is not over there until 05:00 UTC, and its evening's events would be
+    rejected as `event_in_future`."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.astimezone(ZoneInfo(TIMEZONE)).date() - dt.timedelta(days=1)
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -1511,7 +1520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["APP_DEFECTS", "APP_SCHEMA", "OFFLINE_DEFECTS", "OFFLINE_SCHEMA", "SampleResult", "add_arguments",
-           "generate", "main_from_args", "pipeline_yaml"]
+           "generate", "latest_complete_day", "main_from_args", "pipeline_yaml"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

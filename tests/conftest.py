@@ -17,7 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def yesterday() -> dt.date:
-    return dt.date.today() - dt.timedelta(days=1)
+    """The samples' latest finished day (New York), not the UTC date's yesterday: from 00:00 to 05:00 UTC that
+    day is not over there yet and a sample of it has events in the future."""
+    from capi_pipeline.sample import latest_complete_day
+
+    return latest_complete_day()
 
 
 @pytest.fixture(scope="session")

@@ -194,8 +194,10 @@ def sandbox() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def days() -> list[dt.date]:
     """Three recent partition days (the sandbox enforces Meta's 7-day window), oldest first."""
-    today = dt.datetime.now(dt.timezone.utc).date()
-    return [today - dt.timedelta(days=n) for n in (3, 2, 1)]
+    from capi_pipeline.sample import latest_complete_day
+
+    last = latest_complete_day()
+    return [last - dt.timedelta(days=n) for n in (2, 1, 0)]
 
 
 def sample(kind: str, dates: list[dt.date], out: Path, rows: int = 300) -> Path:

@@ -395,6 +395,36 @@ def test_every_phone_kind_generates_valid_numbers() -> None:
             assert len(bad) <= 2, (c.iso, bad[:5])
 
 
+# --- which day to sample ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("now", "day"), [
+    ("2026-12-05T00:30:00+00:00", "2026-12-03"),  # 19:30 on the 4th in New York: the 4th is not over there
+    ("2026-12-05T04:59:59+00:00", "2026-12-03"),
+    ("2026-12-05T05:00:00+00:00", "2026-12-04"),  # midnight in New York (EST, UTC-5)
+    ("2026-07-05T03:59:59+00:00", "2026-07-03"),
+    ("2026-07-05T04:00:00+00:00", "2026-07-04"),  # midnight in New York (EDT, UTC-4)
+    ("2026-12-05T23:59:59+00:00", "2026-12-04"),
+    ("2026-12-05T09:00:00+09:00", "2026-12-03"),  # any timezone-aware clock: 00:00 UTC
+])
+def test_latest_complete_day_is_over_in_new_york(now: str, day: str) -> None:
+    assert sample.latest_complete_day(dt.datetime.fromisoformat(now)) == dt.date.fromisoformat(day)
+
+
+@pytest.mark.parametrize("kind", ["offline", "app"])
+def test_the_latest_complete_day_has_no_event_in_the_future_at_any_hour(tmp_path: Path, kind: str) -> None:
+    """Sampled just after midnight UTC (New York's evening), the partition's last event is still in the past."""
+    from capi_pipeline import extract, mapping
+    from capi_pipeline.config import load_pipeline
+
+    now = dt.datetime(2026, 12, 5, 0, 1, tzinfo=dt.timezone.utc)
+    result = generate(kind, 3000, sample.latest_complete_day(now), tmp_path, bad_rate=0.0)
+    cfg = load_pipeline(result.pipeline_path)
+    latest = max(int(mapping.to_canonical(chunk.frame, cfg, file=chunk.file, first_row=chunk.first_row)
+                     ["event_time"].max())
+                 for f in result.files for chunk in extract.read_chunks(f, cfg.source.format, 5000, name=f.name))
+    assert now.timestamp() - 24 * 3600 < latest < now.timestamp()
+
+
 # --- CLI and formats --------------------------------------------------------------------------------------------
 
 def test_csv_round_trip(tmp_path: Path) -> None:
