@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--null-sink", action="store_true",
                         help="upload to a stand-in that only counts events instead of the sandbox (isolates our cost)")
-    parser.add_argument("--reuse", action="store_true", help="reuse the sample already in --workdir")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the sample in --workdir if it has as many rows and is of the same day")
     parser.add_argument("--profile", choices=("cprofile", "pyinstrument"), default=None)
     parser.add_argument("--profile-rows", type=int, default=200_000)
     parser.add_argument("--child", choices=("generate", "run"), help=argparse.SUPPRESS)
@@ -225,10 +226,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"e2e bench: {args.rows:,} offline rows (parquet parts of {args.part_rows:,}), {c.cpu_info()}", flush=True)
     marker = work / "e2e-sample.json"
-    if args.reuse and marker.exists() and json.loads(marker.read_text()).get("rows") == args.rows:
-        sample = json.loads(marker.read_text())
+    kept = json.loads(marker.read_text()) if args.reuse and marker.exists() else {}
+    if kept.get("rows") == args.rows and kept.get("date") == c.bench_date().isoformat():
+        sample = kept
         print(f"  reusing the sample in {work}", flush=True)
-    else:
+    else:  # a sample of an earlier day would age towards Meta's 7-day window: rows rejected that today's keeps
         with c.timed() as t:
             sample = _spawn("generate", "--rows", str(args.rows), "--workdir", str(work), "--seed", str(args.seed),
                             "--part-rows", str(args.part_rows))
