@@ -63,7 +63,6 @@ def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
              ) -> tuple[int, int, int, dict[tuple[str, int], Any]]:
     """(events, request bodies, body bytes, {(file, row): ph} when asked): `pipeline.run`'s path for small
     partitions, events in blocks packed into requests of 1,000 and serialized as the uploader does."""
-    from capi_pipeline import payload
     from capi_pipeline.pipeline import normalize_options, rule_settings_for, transform_chunk
     from capi_pipeline.report import RunStats
     from capi_pipeline.rules import SeenEvents
@@ -73,7 +72,6 @@ def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
     options = normalize_options(cfg)
     seen = SeenEvents()
     phones: dict[tuple[str, int], Any] = {}
-    size = payload.block_size(BATCH)
 
     def blocks() -> Any:
         for chunk in chunks:
@@ -82,7 +80,7 @@ def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
             if keep_phones:
                 for e in built:
                     phones[(e.file, e.row)] = e.body["user_data"].get("ph")
-            yield from payload.blocks(built, size)
+            yield from built.blocks()
 
     return (*_requests(blocks()), phones)
 
@@ -132,7 +130,7 @@ def run_ours_pool(pool: Any, tasks: list[Any], *, now: int) -> tuple[int, int, i
     bodies of 1,000 events as the uploader does (their JSON arrays joined, never decoded)."""
     from capi_pipeline.rules import SeenEvents
 
-    return _requests(b for result in pool.transform(tasks, seen=SeenEvents(), now=now) for b in result.blocks())
+    return _requests(b for result in pool.transform(tasks, seen=SeenEvents(), now=now) for b in result.events.blocks())
 
 
 # ---------------------------------------------------------------------------------------------- the SDK

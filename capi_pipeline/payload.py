@@ -1,4 +1,4 @@
-"""Canonical rows + normalized user_data -> CAPI server event dicts, with Limited Data Use flags.
+"""Canonical rows + normalized user_data -> CAPI server events as JSON, with Limited Data Use flags.
 
 Pure. One event per canonical row, fields in Meta's order of the server-event page; nulls are left out, never sent
 as null. Decisions (README "Choices"): currency is sent upper-case (ISO-4217 spelling); `value` as a JSON number;
@@ -9,28 +9,34 @@ as null. Decisions (README "Choices"): currency is sent upper-case (ISO-4217 spe
     by_state  a row whose US state is covered -> ["LDU"], 1, that state's code; every other row -> [] (explicit off)
     consent   a row whose consent column is true -> LDU (state code when covered, else 0/0); others -> []
 
-Events travel to the uploader in `EventBlock`s: up to `block_size(batch size)` consecutive events of one source
-chunk, their bodies as dicts or already serialized as one JSON array (`JsonArray`, made in a worker process). A
-request is made of whole blocks, so where requests begin does not depend on how many processes built them.
+A chunk's events come out as an `EventChunk`: their ids as parallel lists, their bodies as JSON, one array per block
+of `block_size(batch size)` consecutive events, all in one buffer. They travel to the uploader in `EventBlock`s (a
+block's ids and its `JsonArray`); a request is made of whole blocks, so where requests begin does not depend on
+how many processes built them.
 
 Speed: columns become Python lists once (missing values -> None, column-wise); the per-row work is one loop
 generated for the chunk's shape (which fields exist, which can be null) and cached, so a row costs only its dict
-inserts — no per-field lookups, no generic "skip the nulls" loop.
+inserts — no per-field lookups, no generic "skip the nulls" loop. Each block's dicts become JSON (one `orjson`
+call) as soon as the block is built and are freed while they are still in the CPU's cache: a chunk's event dicts
+never all exist at once, and the loop's memory is the same few pages block after block.
 """
 
 from __future__ import annotations
 
+import copyreg
+import pickle
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 import pandas as pd
 
-__all__ = ["BLOCKS_PER_REQUEST", "EventBlock", "JsonArray", "LDU_STATE_CODES", "OutboundEvent", "Payloads",
-           "block_size", "blocks", "build_events", "request_data"]
+__all__ = ["BLOCKS_PER_REQUEST", "EventBlock", "EventChunk", "JsonArray", "LDU_STATE_CODES", "OutboundEvent",
+           "Payloads", "block_size", "build_events", "request_data"]
 
 LDU_STATE_CODES: dict[str, int] = {
     "ca": 1000, "co": 1001, "ct": 1002, "fl": 1003, "or": 1004, "tx": 1005, "mt": 1006, "de": 1007,
@@ -148,15 +154,50 @@ def request_data(request: Sequence[EventBlock]) -> list[dict[str, Any]] | JsonAr
     return [body for b in request for body in b.bodies]
 
 
-def blocks(events: list[OutboundEvent], size: int) -> Iterator[EventBlock]:
-    """A chunk's events as blocks of `size` (the last one shorter)."""
-    for start in range(0, len(events), size):
-        yield EventBlock.of(events[start:start + size])
+@dataclass
+class EventChunk:
+    """One chunk's events, built: their ids as parallel lists, and their bodies as one buffer of consecutive JSON
+    arrays, one per block of `block` events (block j's array ends at `ends[j]`). What a worker process hands
+    back, and what the uploader takes as `EventBlock`s."""
+
+    names: list[str]
+    ids: list[str]
+    files: list[str]
+    rows: list[int]
+    blob: bytes | bytearray
+    ends: list[int]
+    block: int
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        """Pickled with protocol 5 (`workers._send_message`), the JSON goes out of band as it is: no copy of it
+        on either side, and the receiver gets the bytearray it read it into."""
+        state = dict(self.__dict__)
+        if protocol >= 5:
+            state["blob"] = pickle.PickleBuffer(self.blob)
+        return copyreg.__newobj__, (EventChunk,), state
+
+    def blocks(self) -> Iterator[EventBlock]:
+        """The events as `EventBlock`s, bodies still JSON (views into `blob`, no copy)."""
+        view = memoryview(self.blob)
+        start, n = 0, len(self.names)
+        for j, end in enumerate(self.ends):
+            a, b = j * self.block, min((j + 1) * self.block, n)
+            yield EventBlock(self.names[a:b], self.ids[a:b], self.files[a:b], self.rows[a:b],
+                             JsonArray(view[start:end], b - a))
+            start = end
+
+    def __iter__(self) -> Iterator[OutboundEvent]:
+        """Each event with its body decoded: for tests and the rare callers that need dicts."""
+        for block in self.blocks():
+            yield from block.events()
 
 
 @dataclass
 class Payloads:
-    events: list[OutboundEvent]
+    events: EventChunk
     ldu_by_state: Counter = field(default_factory=Counter)  # "ca" / "geolocated" / "off" -> events
     present: dict[str, np.ndarray] = field(default_factory=dict)  # user_data key -> sent on each event (bool)
 
@@ -168,15 +209,17 @@ _Spec = tuple[tuple[str, tuple[str, ...], bool], ...]
 
 def build_events(canon: pd.DataFrame, user_data: Mapping[str, pd.Series], *, ldu_policy: str = "off",
                  ldu_states: pd.Series | None = None, ldu_consent: pd.Series | None = None,
-                 user_data_present: Mapping[str, np.ndarray] | None = None) -> Payloads:
-    """Build the events of `canon` (index-aligned with every `user_data` Series and the LDU inputs).
+                 user_data_present: Mapping[str, np.ndarray] | None = None,
+                 block: int = 1000 // BLOCKS_PER_REQUEST) -> Payloads:
+    """Build the events of `canon` (index-aligned with every `user_data` Series and the LDU inputs) as JSON
+    arrays of `block` events (`block_size` of the batch size).
 
     `user_data_present`: per key, which rows have a value (None everywhere else), as normalize knows it; the
     missing cells are then not searched for again.
     """
     n = len(canon)
     if n == 0:
-        return Payloads(events=[])
+        return Payloads(events=EventChunk([], [], [], [], b"", [], block))
     spec: list[tuple[str, tuple[str, ...], bool]] = []
     cols: list[list[Any]] = []
 
@@ -215,8 +258,9 @@ def build_events(canon: pd.DataFrame, user_data: Mapping[str, pd.Series], *, ldu
         # rules.check_rows rejects such rows first; an event without its dedup key must never be built
         if required not in names or spec[names[required]][2]:
             raise KeyError(required)
-    build = _builder(tuple(spec), names["event_name"], names["event_id"])
-    events = build(cols, canon["_file"].tolist(), canon["_row"].tolist())
+    blob, ends = _builder(tuple(spec))(cols, n, block)
+    events = EventChunk(cols[names["event_name"]], cols[names["event_id"]], canon["_file"].tolist(),
+                        canon["_row"].tolist(), blob, ends, block)
     return Payloads(events=events, ldu_by_state=ldu_counts, present=present)
 
 
@@ -253,24 +297,24 @@ def _upper(values: list[Any]) -> list[Any]:
     return list(map(distinct.get, values, values))
 
 
-_BUILDERS: dict[tuple[_Spec, int, int], Callable[..., list[OutboundEvent]]] = {}
+_BUILDERS: dict[_Spec, Callable[..., tuple[bytearray, list[int]]]] = {}
 
 
-def _builder(spec: _Spec, name_at: int, id_at: int) -> Callable[..., list[OutboundEvent]]:
+def _builder(spec: _Spec) -> Callable[..., tuple[bytearray, list[int]]]:
     """The row loop for one shape of chunk, compiled once and cached (shapes repeat chunk after chunk)."""
-    cache_key = (spec, name_at, id_at)
-    build = _BUILDERS.get(cache_key)
+    build = _BUILDERS.get(spec)
     if build is None:
         if len(_BUILDERS) > 256:  # configs x nullability patterns: a handful in practice
             _BUILDERS.clear()
-        build = _BUILDERS[cache_key] = _compile(spec, name_at, id_at)
+        build = _BUILDERS[spec] = _compile(spec)
     return build
 
 
-def _compile(spec: _Spec, name_at: int, id_at: int) -> Callable[..., list[OutboundEvent]]:
-    """Generate `build(cols, files, rows)`; keys are written with repr(), so no config text becomes code."""
+def _compile(spec: _Spec) -> Callable[..., tuple[bytearray, list[int]]]:
+    """Generate `build(cols, n, block) -> (JSON arrays of `block` bodies in one buffer, where each ends)`; keys
+    are written with repr(), so no config text becomes code."""
     v = [f"v{i}" for i in range(len(spec))]
-    row = "    " * 2
+    row = "    " * 3
     body: list[str] = []
     # Body fields that are never null and come before any that may be: one presized dict literal.
     lead = 0
@@ -290,16 +334,21 @@ def _compile(spec: _Spec, name_at: int, id_at: int) -> Callable[..., list[Outbou
             body.append(row + f"if {target}:")
             body.append(row + f"    b[{key!r}] = {target}")
     body.extend(_puts("l", spec, v, [i for i, s in enumerate(spec) if s[0] == "l"], "b", row))
-    body.append(row + f"append(new(event, ({v[name_at]}, {v[id_at]}, file, rownum, b)))")
+    body.append(row + "append(b)")
     src = "\n".join([
-        "def build(cols, files, rows):",
-        "    out = []",
-        "    append = out.append",
-        f"    for {', '.join(v)}, file, rownum in zip(*cols, files, rows):",
+        "def build(cols, n, block):",
+        "    blob, ends = bytearray(), []",
+        "    each_row = zip(*cols)",
+        "    for _ in range(0, n, block):",
+        "        bodies = []",
+        "        append = bodies.append",
+        f"        for {', '.join(v)} in islice(each_row, block):",
         *body,
-        "    return out",
+        "        blob += dumps(bodies)",
+        "        ends.append(len(blob))",
+        "    return blob, ends",
     ])
-    namespace: dict[str, Any] = {"new": tuple.__new__, "event": OutboundEvent}
+    namespace: dict[str, Any] = {"islice": islice, "dumps": orjson.dumps}
     exec(compile(src, "<payload.build_events>", "exec"), namespace)  # noqa: S102 (our generated code only)
     return namespace["build"]
 

@@ -7,7 +7,7 @@ A row's path to Meta, in order:
     mapping.to_canonical       source columns -> CAPI-named columns, event_time in seconds, stable event_id
     rules.check_rows           Meta's per-row rules (time window, Purchase value/currency, app_data, ...)
     normalize.normalize_user_data   normalize + hash each user_data key
-    payload.build_events       event dicts + Limited Data Use
+    payload.build_events       events + Limited Data Use, as JSON in blocks
     upload.deliver             batches -> client.CapiClient (or DryRunClient), exactly once via ledger.Ledger
     report                     report.json / report.html / quarantine.csv in the run's output folder
 
@@ -585,22 +585,22 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
             stats.merge(result.stats)
             if quarantine is not None and result.quarantine:
                 quarantine.write(result.quarantine)
-            yield from result.blocks()
+            yield from result.events.blocks()
         return
     settings = rule_settings_for(cfg)
     options = normalize_options(cfg)
-    size = payload.block_size(cfg.batching.size)
     for fv in validations:
         for chunk in extract.read_chunks(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name):
             built = transform_chunk(cfg, chunk, fv.rejected_rows, stats, quarantine, options=options,
                                     rule_settings=settings, seen=seen, now=clock)
-            yield from payload.blocks(built, size)
+            yield from built.blocks()
 
 
 def transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: set[int], stats: RunStats,
                     quarantine: QuarantineWriter | None, *, options: Any, rule_settings: Any, seen: Any,
-                    now: int) -> list[Any]:
-    """One chunk through mapping, rules, normalization and payload; rejections go to quarantine."""
+                    now: int) -> payload.EventChunk:
+    """One chunk through mapping, rules, normalization and payload; rejections go to quarantine. The events in
+    blocks of `payload.block_size(batching.size)`."""
     with _gc_paused():
         return _transform_chunk(cfg, chunk, rejected_rows, stats, quarantine, options=options,
                                 rule_settings=rule_settings, seen=seen, now=now)
@@ -626,7 +626,7 @@ def _gc_paused() -> Iterator[None]:
 
 def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: set[int], stats: RunStats,
                      quarantine: QuarantineWriter | None, *, options: Any, rule_settings: Any, seen: Any,
-                     now: int) -> list[Any]:
+                     now: int) -> payload.EventChunk:
     from capi_pipeline import normalize, rules
 
     t0 = time.perf_counter()
@@ -687,7 +687,8 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
         consent_src = frame[cfg.ldu.consent_column] if cfg.ldu.consent_column in frame else None
         ldu_consent = _consent(consent_src, first_rows, canon["_row"]) if consent_src is not None else None
     built = payload.build_events(canon, values, ldu_policy=cfg.ldu.policy, ldu_states=ldu_states,
-                                 ldu_consent=ldu_consent, user_data_present=present)
+                                 ldu_consent=ldu_consent, user_data_present=present,
+                                 block=payload.block_size(cfg.batching.size))
     stats.ldu.update(built.ldu_by_state)
     stats.events_built += len(built.events)
     for col in canon.columns:

@@ -26,7 +26,6 @@ still per chunk, so quarantine and counts are those of one call per chunk.
 from __future__ import annotations
 
 import contextlib
-import copyreg
 import gc
 import logging
 import multiprocessing as mp
@@ -45,9 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from capi_pipeline.payload import EventBlock, JsonArray, block_size
+from capi_pipeline.payload import EventChunk
 
 __all__ = ["ChunkResult", "TransformPool", "ValidateResult", "WorkerError", "chunk_tasks",
            "validate_tasks"]
@@ -71,37 +69,13 @@ class WorkerError(RuntimeError):
 
 @dataclass
 class ChunkResult:
-    """What one chunk's transform hands back: the events as parallel lists, and their JSON as one buffer of
-    consecutive JSON arrays, one per block of `block` events (block j's array ends at `ends[j]`)."""
+    """What one chunk's transform hands back: its stats and quarantine records, and its events (their JSON goes
+    out of band, `EventChunk.__reduce_ex__`)."""
 
     seq: int
     stats: Any  # report.RunStats delta of this chunk
     quarantine: list[dict[str, Any]]
-    names: list[str]
-    ids: list[str]
-    files: list[str]
-    rows: list[int]
-    blob: bytes | bytearray
-    ends: list[int]
-    block: int
-
-    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        """Pickled with protocol 5 (`_send_message`), the events' JSON goes out of band as it is: no copy of it
-        on either side, and the receiver gets the bytearray it read it into."""
-        state = dict(self.__dict__)
-        if protocol >= 5:
-            state["blob"] = pickle.PickleBuffer(self.blob)
-        return copyreg.__newobj__, (ChunkResult,), state
-
-    def blocks(self) -> Iterator[EventBlock]:
-        """The chunk's events as `payload.EventBlock`s, bodies still JSON (views into `blob`, no copy)."""
-        view = memoryview(self.blob)
-        start, n = 0, len(self.names)
-        for j, end in enumerate(self.ends):
-            a, b = j * self.block, min((j + 1) * self.block, n)
-            yield EventBlock(self.names[a:b], self.ids[a:b], self.files[a:b], self.rows[a:b],
-                             JsonArray(view[start:end], b - a))
-            start = end
+    events: EventChunk
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -353,35 +327,9 @@ def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
     del data
     stats = RunStats(pipeline=cfg.name, date="")
     records = _Records()
-    built = transform_chunk(cfg, chunk, rejected, stats, records, options=init["options"],
-                            rule_settings=init["rule_settings"], seen=_KnownDuplicates(dup), now=now)
-    del chunk
-    size = block_size(cfg.batching.size)
-    blob = bytearray()
-    ends: list[int] = []
-    names: list[str] = []
-    ids: list[str] = []
-    files: list[str] = []
-    rows: list[int] = []
-    dumps = orjson.dumps
-    for start in range(0, len(built), size):
-        # one JSON array per block (one orjson call, not one per event); each block's dicts are freed as soon
-        # as they are JSON: the chunk's events never exist twice
-        part = built[start:start + size]
-        built[start:start + size] = [None] * len(part)
-        block_names, block_ids, block_files, block_rows, bodies = zip(*part)
-        del part
-        blob += dumps(bodies)
-        ends.append(len(blob))
-        del bodies
-        names += block_names
-        ids += block_ids
-        files += block_files
-        rows += block_rows
-    del built
-    # `blob` stays a bytearray: pickled out of band (`ChunkResult.__reduce_ex__`), read into one in the main process
-    return ChunkResult(seq=seq, stats=stats, quarantine=records.records, names=names, ids=ids, files=files,
-                       rows=rows, blob=blob, ends=ends, block=size)
+    events = transform_chunk(cfg, chunk, rejected, stats, records, options=init["options"],
+                             rule_settings=init["rule_settings"], seen=_KnownDuplicates(dup), now=now)
+    return ChunkResult(seq=seq, stats=stats, quarantine=records.records, events=events)
 
 
 @dataclass

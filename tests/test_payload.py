@@ -12,7 +12,6 @@ from capi_pipeline.payload import (
     JsonArray,
     OutboundEvent,
     block_size,
-    blocks,
     build_events,
 )
 
@@ -64,7 +63,8 @@ def test_state_codes_cover_capi_reference() -> None:
 
 
 def test_empty() -> None:
-    assert build_events(_canon().iloc[0:0], {}).events == []
+    events = build_events(_canon().iloc[0:0], {}).events
+    assert len(events) == 0 and list(events.blocks()) == [] and list(events) == []
 
 
 # ---------------------------------------------------------------------------------------------- blocks
@@ -83,13 +83,21 @@ def _events(n: int) -> list[OutboundEvent]:
 
 
 def test_blocks_cut_a_chunk_in_order() -> None:
-    events = _events(7)
-    got = list(blocks(events, 3))
-    assert [b.size for b in got] == [3, 3, 1]
-    assert [e for b in got for e in b.events()] == events
-    assert got[0].keys() == [("E0", "id0"), ("E1", "id1"), ("E0", "id2")]
-    assert got[2].files == ["f.parquet"] and got[2].rows == [7]
-    assert list(blocks([], 3)) == [] and EventBlock.of([]).size == 0
+    """A chunk's events in blocks of `block`: each block one JSON array, exactly orjson's of its dicts."""
+    canon = pd.concat([_canon()] * 3, ignore_index=True)
+    canon["event_id"] = [f"id{i}" for i in range(9)]
+    canon["_row"] = range(2, 11)
+    ud = {"em": pd.Series([None, "h1", ["h2", "h3"]] * 3)}
+    whole = build_events(canon, ud, block=1000).events
+    chunk = build_events(canon, ud, block=4).events
+    got = list(chunk.blocks())
+    assert [b.size for b in got] == [4, 4, 1] and len(chunk) == 9 and len(chunk.ends) == 3
+    assert got[0].keys() == [("Purchase", "id0"), ("Lead", "id1"), ("Purchase", "id2"), ("Purchase", "id3")]
+    assert got[2].files == ["f"] and got[2].rows == [10]
+    bodies = [e.body for e in whole]
+    assert [bytes(b.bodies.data) for b in got] == [orjson.dumps(bodies[a:a + 4]) for a in (0, 4, 8)]
+    assert list(chunk) == list(whole) and [e.event_id for e in chunk] == list(canon["event_id"])
+    assert EventBlock.of([]).size == 0
 
 
 def test_json_array_joins_to_what_orjson_writes_for_the_dicts() -> None:
@@ -125,4 +133,4 @@ def test_presence_from_normalize_builds_the_same_events() -> None:
     without = build_events(canon, ud.values)
     assert [e.body for e in with_masks.events] == [e.body for e in without.events]
     assert {k: v.tolist() for k, v in with_masks.present.items()} == {k: v.tolist() for k, v in without.present.items()}
-    assert "partner_id" not in with_masks.events[2].body["user_data"]  # a lonely partner id is dropped
+    assert "partner_id" not in list(with_masks.events)[2].body["user_data"]  # a lonely partner id is dropped

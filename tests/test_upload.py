@@ -23,7 +23,7 @@ from capi_pipeline.client import CapiClient, ClientSettings, DryRunClient, Secre
 from capi_pipeline.errors import TerminalUploadError
 from capi_pipeline.ledger import Ledger
 from capi_pipeline.sandbox import SandboxConfig, run_sandbox
-from capi_pipeline.payload import EventBlock, JsonArray, blocks
+from capi_pipeline.payload import EventBlock, JsonArray
 from capi_pipeline.upload import OutboundEvent, UploadSettings, batch_id_for, deliver, pack_requests
 from test_client import Answer, Call, FakeGraph, graph_error  # the recording fake lives with the client tests
 
@@ -76,6 +76,11 @@ def test_batch_id_is_stable(a: tuple, b: tuple, same: bool) -> None:
     first, second = batch_id_for(*a), batch_id_for(*b)
     assert len(first) == 16 and int(first, 16) >= 0
     assert (first == second) is same
+
+
+def blocks(events: list[OutboundEvent], size: int) -> list[EventBlock]:
+    """`events` cut into blocks of `size`, bodies as dicts (as callers of `deliver` may hand them)."""
+    return [EventBlock.of(events[start:start + size]) for start in range(0, len(events), size)]
 
 
 def json_blocks(events: list[OutboundEvent], sizes: list[int]) -> list[EventBlock]:

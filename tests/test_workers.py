@@ -10,7 +10,7 @@ import pytest
 
 from capi_pipeline import extract
 from capi_pipeline.config import load_pipeline
-from capi_pipeline.payload import block_size, blocks, request_data
+from capi_pipeline.payload import EventChunk
 from capi_pipeline.pipeline import normalize_options, rule_settings_for, transform_chunk
 from capi_pipeline.report import RunStats
 from capi_pipeline.rules import SeenEvents
@@ -35,14 +35,14 @@ def _pool(cfg, n: int) -> TransformPool:
                              "rule_settings": rule_settings_for(cfg)})
 
 
-def _in_process(cfg, tasks) -> list[bytes]:
+def _in_process(cfg, tasks) -> list[tuple[list, list, list, bytes]]:
     seen, out = SeenEvents(), []
     for label, first, data, rejected in tasks:
         chunk = extract.Chunk(file=label, first_row=first, frame=extract.to_frame(data))
         built = transform_chunk(cfg, chunk, rejected, RunStats(pipeline=cfg.name, date=""), None,
                                 options=normalize_options(cfg), rule_settings=rule_settings_for(cfg), seen=seen,
                                 now=NOW)
-        out += [orjson.dumps(request_data([b])) for b in blocks(built, block_size(cfg.batching.size))]
+        out += [(b.keys(), b.files, b.rows, bytes(b.bodies.data)) for b in built.blocks()]
     return out
 
 
@@ -51,8 +51,8 @@ def test_worker_blocks_are_the_one_process_blocks_byte_for_byte(sample) -> None:
     assert len(tasks) >= 4
     with_pool = _pool(cfg, 2)
     try:
-        got = [bytes(b.bodies.data) for r in with_pool.transform(tasks, seen=SeenEvents(), now=NOW)
-               for b in r.blocks()]
+        got = [(b.keys(), b.files, b.rows, bytes(b.bodies.data))
+               for r in with_pool.transform(tasks, seen=SeenEvents(), now=NOW) for b in r.events.blocks()]
     finally:
         with_pool.close()
     expected = _in_process(cfg, tasks)
@@ -190,17 +190,17 @@ def test_a_chunk_results_json_travels_out_of_band_and_arrives_whole() -> None:
     for start in range(0, 3000, 125):
         blob += orjson.dumps(bodies[start:start + 125])
         ends.append(len(blob))
-    result = ChunkResult(seq=4, stats=None, quarantine=[], names=["Purchase"] * 3000,
-                         ids=[str(i) for i in range(3000)], files=["f"] * 3000, rows=list(range(2, 3002)),
-                         blob=blob, ends=ends, block=125)
+    events = EventChunk(names=["Purchase"] * 3000, ids=[str(i) for i in range(3000)], files=["f"] * 3000,
+                        rows=list(range(2, 3002)), blob=blob, ends=ends, block=125)
+    result = ChunkResult(seq=4, stats=None, quarantine=[], events=events)
     ours, theirs = mp.Pipe(duplex=True)
     sender = threading.Thread(target=lambda: (_send_message(theirs, ("done", 4, result)),
                                               _send_message(theirs, ("done", 4, result))))
     sender.start()
     kind, seq, got = _recv_message(ours)
-    assert (kind, seq, got.ids, got.ends) == ("done", 4, result.ids, ends)
-    assert isinstance(got.blob, bytearray) and got.blob == blob
-    assert [body for b in got.blocks() for body in b.bodies.decoded()] == bodies
+    assert (kind, seq, got.events.ids, got.events.ends) == ("done", 4, events.ids, ends)
+    assert isinstance(got.events.blob, bytearray) and got.events.blob == blob
+    assert [body for b in got.events.blocks() for body in b.bodies.decoded()] == bodies
     first = _read_message(ours)  # the second copy, frame by frame: the JSON is not inside the pickle
     assert struct.unpack_from("!I", first) == (1,) and len(first) < len(blob) / 4
     assert _read_message(ours) == blob
