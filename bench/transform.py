@@ -6,8 +6,9 @@ Generates N messy offline rows (sample generator, bad_rate 0.05), reads them int
 process and on the same in-memory frames (file reading is outside both timings):
 
   ours  pipeline.transform_chunk per chunk of `transform_rows` (mapping, Meta's rules, normalize + hash,
-        payload incl. LDU), events in blocks packed into request bodies of 1,000 (`upload.pack_requests`,
-        orjson), as `pipeline.run` does for small partitions; no contract pass, no quarantine file.
+        payload incl. LDU, each block of 125 events one JSON array), the blocks packed into request bodies of
+        1,000 (`upload.pack_requests`, orjson), as `pipeline.run` does for small partitions; no contract pass,
+        no quarantine file.
         Then the same in `pipeline.run`'s worker processes (one per core, at most 2; what pipeline.run uses for
         this partition), which is the ratio on the last line (`--workers 1`: this process only).
   SDK   facebook-business 26, over the same rows as plain Python objects (object columns made outside its
