@@ -210,9 +210,9 @@ _Spec = tuple[tuple[str, tuple[str, ...], bool], ...]
 def build_events(canon: pd.DataFrame, user_data: Mapping[str, pd.Series], *, ldu_policy: str = "off",
                  ldu_states: pd.Series | None = None, ldu_consent: pd.Series | None = None,
                  user_data_present: Mapping[str, np.ndarray] | None = None,
-                 block: int = 1000 // BLOCKS_PER_REQUEST) -> Payloads:
+                 block: int = block_size(1000)) -> Payloads:
     """Build the events of `canon` (index-aligned with every `user_data` Series and the LDU inputs) as JSON
-    arrays of `block` events (`block_size` of the batch size).
+    arrays of `block` events (`block_size` of the batch size; Meta's full batch of 1,000 by default).
 
     `user_data_present`: per key, which rows have a value (None everywhere else), as normalize knows it; the
     missing cells are then not searched for again.
