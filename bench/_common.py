@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ def fmt_mb(mb: float) -> str:
 class Timer:
     seconds: float = 0.0  # wall clock
     cpu: float = 0.0  # this process's CPU time (all threads): what the work costs when the machine is shared
+    walls: list[float] = field(default_factory=list)  # every run's wall clock, when several were timed
 
 
 @contextmanager
