@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,8 @@ def column(values: pd.Series, *, explode: bool = True) -> Column:
     except TypeError:  # unhashable cells: lists
         codes, texts = None, None
     kind = "mixed" if texts is None else pd.api.types.infer_dtype(texts, skipna=False)
+    if kind == "string" and explode and (cells := _json_list_cells(texts, codes)) is not None:
+        return column(pd.Series(cells, index=values.index, dtype=object))
     if kind != "string" and explode and (texts is None or any(isinstance(v, (list, tuple, np.ndarray))
                                                               for v in texts)):
         pos, items = explode_cells(values.to_numpy(dtype=object))
@@ -162,7 +165,35 @@ def _arrow_column(values: pd.Series) -> Column:
         # untrimmed or blank texts (not from mapping): the general path trims them
         return column(pd.Series(values.to_numpy(dtype=object), index=values.index, dtype=object))
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return Column(None, codes, Texts.of(distinct.to_numpy(zero_copy_only=False), distinct))
+    texts = distinct.to_numpy(zero_copy_only=False)
+    if (cells := _json_list_cells(texts, codes, distinct)) is not None:
+        return column(pd.Series(cells, index=values.index, dtype=object))
+    return Column(None, codes, Texts.of(texts, distinct))
+
+
+_SCALARS = (str, int, float)
+
+
+def _json_list_cells(texts: np.ndarray, codes: np.ndarray, arrow: pa.Array | None = None) -> np.ndarray | None:
+    """The cells again, each text that is a JSON array of scalars (`["a@x.com", "b@y.com"]`: several values in
+    one CSV cell) as that list; None when no text is one (the usual case, found by one Arrow test)."""
+    arrow = pa.array(texts, type=pa.string()) if arrow is None else arrow
+    bracket = np.flatnonzero(pc.fill_null(pc.starts_with(pc.utf8_ltrim(arrow, PY_SPACE), "["), False)
+                             .to_numpy(zero_copy_only=False))
+    lists: dict[int, list[Any]] = {}
+    for i in bracket.tolist():
+        try:
+            value = json.loads(texts[i])
+        except ValueError:
+            continue
+        if isinstance(value, list) and all(isinstance(v, _SCALARS) and not isinstance(v, bool) for v in value):
+            lists[i] = value
+    if not lists:
+        return None
+    distinct = np.append(texts.astype(object), None)
+    for i, value in lists.items():
+        distinct[i] = value
+    return distinct[codes]
 
 
 def explode_cells(cells: np.ndarray) -> tuple[np.ndarray, pd.Series]:

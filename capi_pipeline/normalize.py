@@ -18,12 +18,16 @@ Decisions (README "Choices"):
 - st/zp: the country's own form when the value has one (US/CA state codes, US 5-digit zips); otherwise the generic
   form (lowercase, letters and digits) rather than a drop: the value may belong to a row whose country is missing
   or wrong ("Greater London" with the default US -> "greaterlondon").
-- US zip: first 5 digits of any ZIP+4 spelling; a 4-digit number is an Excel-eaten leading zero -> left-padded.
+- US zip: first 5 digits of any ZIP+4 spelling; a 4-digit number (or 3 digits from 500) lost its leading zeros to a
+  spreadsheet or an integer column -> left-padded.
 - ct/fn/ln/st keep accented and non-Latin letters, NFC (the doc asks for UTF-8; capi-param-builder drops accents);
   full-width Latin letters stay full-width (NFC, not NFKC); zp and ge are NFKC ("１００-０００１", "Ｍ").
 - db: two-digit years are dropped (the century is a guess); dates before 1900 or in the future are dropped; month
   names in English, German, French, Spanish, Portuguese and Italian; slashed dates follow `dob_order`.
 - madid: the all-zero advertising id (tracking limited) is dropped.
+- placeholders ("N/A", "null", "unknown", "-"... `PLACEHOLDERS`) are dropped for fn, ln, ct, st, zp, country and
+  external_id; the other keys' shape checks drop them anyway.
+- a text cell holding a JSON array of scalars is several values of its key (how a CSV says it; columns.py).
 """
 
 from __future__ import annotations
@@ -96,17 +100,43 @@ class UserDataResult:
 
 # ---------------------------------------------------------------------------------------------- per-key rules
 Rule = Callable[[Texts, "np.ndarray | None", NormalizeOptions], np.ndarray]  # distinct texts -> value or None
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_NOT_LETTER = re.compile(r"[\W\d_]+")
-_NOT_ALNUM = re.compile(r"[\W_]+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")  # domain labels non-empty: no "..", no trailing dot
+
+
+def _only(text: str, categories: str) -> str | None:
+    """NFC, lowercase, only the characters whose Unicode category starts with one of `categories`."""
+    kept = "".join(ch for ch in unicodedata.normalize("NFC", text).lower()
+                   if unicodedata.category(ch)[0] in categories)
+    return kept or None
 
 
 def _letters(text: str) -> str | None:
-    return _NOT_LETTER.sub("", unicodedata.normalize("NFC", text).lower()) or None
+    """Letters and their combining marks (the vowel signs of Devanagari, Thai, Tamil... are marks, not letters)."""
+    return _only(text, "LM")
 
 
 def _alnum(text: str) -> str | None:
-    return _NOT_ALNUM.sub("", unicodedata.normalize("NFC", text).lower()) or None
+    return _only(text, "LMN")
+
+
+# What warehouses write for "no value": never a name, city, state, zip, country or id ("N/A" is no Namibia).
+PLACEHOLDERS: frozenset[str] = frozenset({"n/a", "#n/a", "n.a.", "null", "(null)", "<null>", "none", "undefined",
+                                          "unknown", "-", "--", "?"})
+_PLACEHOLDER_SET = pa.array(sorted(PLACEHOLDERS), type=pa.string())
+
+
+def _no_placeholder(rule: Rule) -> Rule:
+    """`rule`, with the texts in `PLACEHOLDERS` (any case) dropped whatever the rule makes of them."""
+    def normalize(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
+        out = rule(t, regions, options)
+        if len(t.py):
+            hit = pc.is_in(pc.utf8_lower(t.arrow), value_set=_PLACEHOLDER_SET).to_numpy(zero_copy_only=False)
+            if hit.any():
+                out = out.copy()
+                out[hit] = None
+        return out
+    normalize.__doc__ = f"{rule.__doc__} Placeholders (\"N/A\", \"null\", \"unknown\"...) are dropped."
+    return normalize
 
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))  # soft hyphen, zero-width, BOM
@@ -119,10 +149,11 @@ def _email(text: str) -> str | None:
 
 def normalize_em(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Email: trim, lowercase (NFC; invisible zero-width characters and soft hyphens, which copy-paste leaves,
-    removed); must look like `local@domain.tld` (no spaces) else "invalid_email"."""
+    removed); must look like `local@domain.tld` (no spaces, no empty domain label: "a@b..com", "a@b.com." are
+    invalid) else "invalid_email"."""
     def ascii_rule(a: pa.Array) -> pa.Array:
         low = pc.ascii_lower(a)
-        return keep_if(low, pc.match_substring_regex(low, f"^[^@{WS}]+@[^@{WS}]+\\.[^@{WS}]+$"))
+        return keep_if(low, pc.match_substring_regex(low, f"^[^@{WS}]+@[^@{WS}.]+(?:\\.[^@{WS}.]+)+$"))
     return each(t, ascii_rule, _email)
 
 
@@ -148,7 +179,7 @@ def normalize_st(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     def one(v: str, region: str | None) -> str | None:
         tables = _NORTH_AMERICA.get(region, ())
         if tables:
-            folded = geo.fold(v)
+            folded = geo.fold(v.replace("&", " and "))  # "Newfoundland & Labrador"
             for country in tables:
                 if (code := geo.state_lookup(country, folded)) is not None:
                     return code
@@ -171,29 +202,34 @@ def _or_generic(a: pa.Array, got: pa.Array, matched: pa.Array) -> np.ndarray:
     return out
 
 
-_US_ZIP = re.compile(r"(\d{5})(?:[\s-]*\d{4}|\s*-.*)?|(\d{4})")
+_US_ZIP = re.compile(r"(\d{5})(?:[\s-]*\d{4}|\s*-.*)?|(\d{4}|[5-9]\d\d)")
+# every Unicode dash (en dash, non-breaking hyphen, minus sign...) as "-": ZIP+4 is typed with all of them
+_DASHES = dict.fromkeys(map(ord, "\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a\u2e3a"
+                                  "\u2e3b\u2e40\u2e5d\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\u2212"), "-")
 _ZIP4 = re.compile(r"(\d{5})[\s-]+\d{4}")
 
 
 def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """Zip: US rows -> first 5 digits of "94035", "94035-1234", "940351234", "94035 1234", "94035-"; a 4-digit
-    number had its leading zero eaten by a spreadsheet -> left-padded ("2134" -> "02134"). Rows of unknown
+    """Zip: US rows -> first 5 digits of "94035", "94035-1234", "940351234", "94035 1234", "94035-" (any Unicode
+    dash); a 4-digit number, or a 3-digit one from 500 (ZIPs 00501-00988: Holtsville NY, Puerto Rico, the Virgin
+    Islands), had its leading zeros eaten by a spreadsheet or an integer column -> left-padded ("2134" -> "02134",
+    "501" -> "00501"). Rows of unknown
     country: a ZIP+4 ("94035-1234") -> its first 5 digits. Anything else (other countries, or a value that is no
     US zip): NFKC, lowercase, only letters and digits kept ("M1 1AE" -> "m11ae", "１００-０００１" -> "1000001");
     "invalid_zip" only when nothing is left."""
     def us(v: str) -> str | None:
-        v = unicodedata.normalize("NFKC", v)
+        v = unicodedata.normalize("NFKC", v).translate(_DASHES)
         m = _US_ZIP.fullmatch(v) if v.isascii() else None
-        return _zip(v) if m is None else (m.group(1) or "0" + m.group(2))
+        return _zip(v) if m is None else (m.group(1) or m.group(2).zfill(5))
 
     def us_ascii(a: pa.Array) -> np.ndarray:
-        m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}}|[{WS}]*-.*)?|(?P<four>[0-9]{{4}}))$")
+        m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}}|[{WS}]*-.*)?|(?P<four>[0-9]{{4}}|[5-9][0-9]{{2}}))$")
         five, four = m.field("five"), m.field("four")
-        got = pc.if_else(pc.greater(pc.binary_length(five), 0), five, pc.binary_join_element_wise("0", four, ""))
+        got = pc.if_else(pc.greater(pc.binary_length(five), 0), five, pc.utf8_lpad(four, width=5, padding="0"))
         return _or_generic(a, got, m.is_valid())
 
     def unknown(v: str) -> str | None:
-        v = unicodedata.normalize("NFKC", v)
+        v = unicodedata.normalize("NFKC", v).translate(_DASHES)
         m = _ZIP4.fullmatch(v) if v.isascii() else None
         return _zip(v) if m is None else m.group(1)
 
@@ -220,17 +256,21 @@ def normalize_country(t: Texts, regions: np.ndarray | None, options: NormalizeOp
 _GENDER: dict[str, str] = {w: "m" for w in (
     "m", "male", "man", "men", "mr", "mister", "boy", "masculine", "masc", "h", "homme", "masculin", "monsieur",
     "mann", "männlich", "maennlich", "männl", "herr", "masculino", "masculina", "hombre", "homem", "varón", "varon",
-    "sr", "senhor", "señor", "maschio", "uomo", "dansei", "otoko", "男", "男性", "男子", "남", "남성", "мужской", "м")}
+    "sr", "senhor", "señor", "maschio", "uomo", "signore", "sig", "dansei", "otoko", "男", "男性", "男子", "남", "남성",
+    "мужской", "мужчина", "муж", "м", "manlig", "mannlig", "mand", "mandlig", "herre", "hr", "heer", "dhr",
+    "mannelijk", "mies", "mężczyzna", "mezczyzna", "męski", "meski", "pan")}
 _GENDER.update({w: "f" for w in (
     "f", "female", "woman", "women", "w", "mrs", "ms", "miss", "girl", "feminine", "fem", "femme", "féminin",
     "feminin", "madame", "frau", "weiblich", "weibl", "feminino", "feminina", "femenino", "mujer", "mulher", "sra",
-    "srta", "senhora", "señora", "femmina", "donna", "mme", "mlle", "josei", "onna", "女", "女性", "女子", "여", "여성",
-    "женский", "ж")})
+    "srta", "senhora", "señora", "dama", "femmina", "donna", "signora", "sig.ra", "signorina", "sig.na", "mme", "mlle",
+    "josei", "onna", "女", "女性", "女子", "여", "여성", "женский", "женщина", "жен", "ж", "kvinna", "kvinnlig", "dam",
+    "fru", "frk", "kvinde", "kvindelig", "kvinne", "kvinnelig", "dame", "vrouw", "vrouwelijk", "mevrouw", "mevr",
+    "nainen", "kobieta", "żeński", "zenski", "pani")})
 
 
 def normalize_ge(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """Gender: m/f from English, French, German, Portuguese, Spanish, Italian, Japanese (also romanized), Korean
-    words, abbreviations and titles (any case, trailing dots ignored: "Mrs." -> "f"); anything else
+    """Gender: m/f from English, French, German, Portuguese, Spanish, Italian, Swedish, Danish, Norwegian, Dutch,
+    Finnish, Polish, Russian, Japanese (also romanized), Korean words, abbreviations and titles (any case, trailing dots ignored: "Mrs." -> "f"); anything else
     "invalid_gender"."""
     return each(t, None, lambda v: _GENDER.get(unicodedata.normalize("NFKC", v).lower().rstrip(".").strip()))
 
@@ -316,10 +356,12 @@ def normalize_ph(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
 _DIGITS, _FB = (r"\d+", "[0-9]+"), (r"fb\.\d+\.\d+\.\S+", f"fb\\.[0-9]+\\.[0-9]+\\.[^{WS}]+")
 _RULES: dict[str, tuple[Rule, str]] = {  # key -> (rule over distinct texts, reason when it gives None)
     "em": (normalize_em, "invalid_email"), "ph": (normalize_ph, "invalid_phone"),
-    "fn": (normalize_name, "invalid_name"), "ln": (normalize_name, "invalid_name"),
+    "fn": (_no_placeholder(normalize_name), "invalid_name"), "ln": (_no_placeholder(normalize_name), "invalid_name"),
     "ge": (normalize_ge, "invalid_gender"), "db": (normalize_db, "invalid_date_of_birth"),
-    "ct": (normalize_ct, "invalid_city"), "st": (normalize_st, "invalid_state"), "zp": (normalize_zp, "invalid_zip"),
-    "country": (normalize_country, "unknown_country"), "external_id": (normalize_external_id, "invalid_external_id"),
+    "ct": (_no_placeholder(normalize_ct), "invalid_city"), "st": (_no_placeholder(normalize_st), "invalid_state"),
+    "zp": (_no_placeholder(normalize_zp), "invalid_zip"),
+    "country": (_no_placeholder(normalize_country), "unknown_country"),
+    "external_id": (_no_placeholder(normalize_external_id), "invalid_external_id"),
     "client_ip_address": (normalize_ip, "invalid_ip"), "client_user_agent": (normalize_text, "empty"),
     "fbc": (_shape(*_FB), "invalid_fbc"), "fbp": (_shape(*_FB), "invalid_fbp"),
     "subscription_id": (normalize_text, "empty"), "fb_login_id": (_shape(*_DIGITS), "invalid_fb_login_id"),
@@ -517,7 +559,10 @@ def explain(frame: pd.DataFrame, options: NormalizeOptions) -> pd.DataFrame:
     ("key:reason; ..."). Field-level results are shown even for rows that would be rejected whole."""
     for col in frame.columns:
         if col not in _RULES:
-            raise ValueError(f"unknown user_data key column: {col}")
+            base = str(col).rsplit(".", 1)[0]
+            hint = (f" (a repeated {base!r} header? Put several values of one key in one cell as a JSON array: "
+                    f'["a@example.com", "b@example.com"])') if base in _RULES else ""
+            raise ValueError(f"unknown user_data key column: {col}{hint}")
     result = normalize_user_data([RawField(str(c), frame[c]) for c in frame.columns], options, with_reasons=True)
     out = pd.DataFrame(index=frame.index)
     for col in frame.columns:

@@ -245,7 +245,7 @@ def test_reasons_name_only_dropped_keys(tmp_path):
 def test_typed_parquet_cells(tmp_path):
     """Numbers and dates as the warehouse types them: Excel-style floats, integers, date and timestamp cells."""
     frame = pd.DataFrame({
-        "ph": [13236569083.0, 3236569083.0, None], "zp": [2134, 94107, 941071234],
+        "ph": [13236569083.0, 3236569083.0, None], "zp": [2134, 501, 941071234],
         "db": [dt.date(1990, 2, 3), dt.date(1899, 12, 31), None], "lead_id": [1234567890123456, 42, 7],
         "external_id": [123.0, 45.5, None], "country": ["US", "us", "USA"]})
     frame["db"] = pd.to_datetime(frame["db"])
@@ -255,7 +255,7 @@ def test_typed_parquet_cells(tmp_path):
     out = pd.read_parquet(dst).astype(object)
     out = out.where(out.notna(), None)
     assert out["ph"].tolist() == ["13236569083", "13236569083", None]
-    assert out["zp"].tolist() == ["02134", "94107", "94107"]
+    assert out["zp"].tolist() == ["02134", "00501", "94107"]
     assert out["db"].tolist() == ["19900203", None, None]
     assert out["lead_id"].tolist() == ["1234567890123456", "42", "7"]
     assert out["external_id"].tolist() == ["123", "45.5", None]
@@ -276,6 +276,36 @@ def test_list_cells_become_arrays(tmp_path):
     got = [json.loads(v) if isinstance(v, str) and v.startswith("[") else v for v in out["em"].where(
         out["em"].notna(), None).tolist()]
     assert got == [["a@b.com", "c@d.org"], None, "x@y.org", None]
+
+
+def test_json_array_cells_in_a_csv_become_arrays(tmp_path):
+    """A CSV has no list type: a cell holding a JSON array of values is several values of that key (and what
+    is no JSON array, "[555] 123", stays one text)."""
+    import json
+
+    src, dst = tmp_path / "multi.csv", tmp_path / "multi-out.csv"
+    pd.DataFrame({"em": ['["a@x.com", " A@X.com", "b@y.org"]', "c@d.org", '["a@x.com"]'],
+                  "fn": ['["Anna", "ANNA"]', "[Anna]", "Bo"],
+                  "ph": ['["(415) 555-0134", "+44 20 7946 0018"]', "[415] 555 0134", None]}).to_csv(src, index=False)
+    assert cli.main(["normalize", str(src), "--out", str(dst), "--no-hash"]) == 0
+    out = pd.read_csv(dst, dtype=str, keep_default_na=False)
+    assert [json.loads(v) if v.startswith("[") else v for v in out["em"]] == [["a@x.com", "b@y.org"], "c@d.org",
+                                                                             "a@x.com"]
+    assert out["fn"].tolist() == ["anna", "anna", "bo"]
+    assert json.loads(out.loc[0, "ph"]) == ["14155550134", "442079460018"]
+    assert out.loc[1, "ph"] == "14155550134"
+
+
+def test_placeholders_are_no_country(tmp_path):
+    """"N/A" in the country column is no Namibia: the row's phone and zip follow the default country."""
+    src, dst = tmp_path / "na.csv", tmp_path / "na-out.csv"
+    pd.DataFrame({"country": ["N/A", "NA", "null"], "ph": ["(415) 555-0134", "081 123 4567", "(415) 555-0134"],
+                  "zp": ["2134", "9000", "501"]}).to_csv(src, index=False)
+    assert cli.main(["normalize", str(src), "--out", str(dst), "--no-hash"]) == 0
+    out = pd.read_csv(dst, dtype=str, keep_default_na=False)
+    assert out["country"].tolist() == ["", "na", ""]
+    assert out["ph"].tolist() == ["14155550134", "264811234567", "14155550134"]
+    assert out["zp"].tolist() == ["02134", "9000", "00501"]
 
 
 def test_partner_ids_travel_together():
