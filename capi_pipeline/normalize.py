@@ -167,6 +167,9 @@ def normalize_ct(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     return each(t, ascii_letters, _letters)
 
 
+# "N. Carolina", "So. Dakota", "W Virginia": the compass point written out
+_POINTS = re.compile(r"^\s*(n|no|s|so|w)\.?\s+(?=\w)", re.IGNORECASE)
+_POINT_WORDS = {"n": "north", "no": "north", "s": "south", "so": "south", "w": "west"}
 _NORTH_AMERICA = {"us": ("us", "ca"), "ca": ("ca", "us"), None: ("us", "ca")}  # row country -> tables, in order
 
 
@@ -180,8 +183,9 @@ def normalize_st(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
         tables = _NORTH_AMERICA.get(region, ())
         if tables:
             folded = geo.fold(v.replace("&", " and "))  # "Newfoundland & Labrador"
+            spelled = geo.fold(_POINTS.sub(lambda m: _POINT_WORDS[m.group(1).lower()] + " ", v))
             for country in tables:
-                if (code := geo.state_lookup(country, folded)) is not None:
+                if (code := geo.state_lookup(country, folded) or geo.state_lookup(country, spelled)) is not None:
                     return code
         return _alnum(v)
     regs = regions if regions is not None else [None] * len(t.py)
@@ -288,12 +292,13 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalize_external_id(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """external_id: trimmed; with `hash_external_id` (the default) also lowercased with all whitespace removed
+    """external_id: trimmed; with `hash_external_id` (the default) also lowercased with all whitespace (and the
+    invisible zero-width characters copy-paste leaves) removed
     (capi-param-builder's convention, so web and offline ids agree) - also when nothing is hashed (`hash=False`
     shows what would be hashed). With `hash_external_id=False` it is sent as given."""
     if options.hash_external_id:
         return each(t, lambda a: non_empty(pc.replace_substring_regex(pc.ascii_lower(a), f"[{WS}]+", "")),
-                     lambda v: _SPACE.sub("", v.lower()) or None)
+                     lambda v: _SPACE.sub("", v.translate(_INVISIBLE).lower()) or None)
     return t.py.copy()
 
 
@@ -310,18 +315,33 @@ def _shape(pattern: str, ascii_pattern: str) -> Rule:
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"  # ipaddress: no leading zeros
 
 
+# no client's address: 0.0.0.0/8, loopback, link-local, multicast, 240.0.0.0/4 and broadcast
+_NOT_A_CLIENT_V4 = r"^(?:0|127|22[4-9]|23[0-9]|24[0-9]|25[0-5])\.|^169\.254\."
+
+
 def _ip(text: str) -> str | None:
     try:
-        ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id is not None:  # "fe80::1%eth0": an interface of the machine that logged it
+            return None
+        ip = ip.ipv4_mapped or ip
+    if ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_multicast or \
+            (isinstance(ip, ipaddress.IPv4Address) and (ip.is_reserved or int(ip) >> 24 == 0)):
         return None
     return text
 
 
 def normalize_ip(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """client_ip_address: never hashed; trimmed, must be a valid IPv4/IPv6 address else "invalid_ip"."""
+    """client_ip_address: never hashed; trimmed, must be a valid IPv4/IPv6 address that can be a client's (not
+    unspecified, loopback, link-local, multicast, reserved, nor with an interface's zone id) else "invalid_ip".
+    Private addresses are kept."""
     out = np.full(len(t.py), None, dtype=object)
-    v4 = t.ascii & pc.match_substring_regex(t.arrow, f"^{_OCTET}(?:\\.{_OCTET}){{3}}$").to_numpy(zero_copy_only=False)
+    v4 = t.ascii & pc.and_kleene(pc.match_substring_regex(t.arrow, f"^{_OCTET}(?:\\.{_OCTET}){{3}}$"),
+                                 pc.invert(pc.match_substring_regex(t.arrow, _NOT_A_CLIENT_V4))
+                                 ).to_numpy(zero_copy_only=False)
     out[v4] = t.py[v4]
     rest = np.flatnonzero(~v4)
     out[rest] = np.array([_ip(v) for v in t.py[rest]] + [None], dtype=object)[:-1]

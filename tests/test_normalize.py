@@ -63,7 +63,8 @@ CASES = {
     "external_id": [(" ABC 123 ", "abc123"), ("loyalty-42", "loyalty-42"), ("X\tY", "xy"), ("", None),
                     (12345, "12345"), (123.0, "123"), ("Ä1", "ä1"), ("id:9", "id:9"), ("  a  b ", "ab"),
                     ("UPPER", "upper"), ("mixed Case", "mixedcase"), ("0001", "0001"), ("a\u00a0b", "ab"),
-                    ("-", None), ("N/A", None), ("null", None), ("x" * 100, "x" * 100)],
+                    ("-", None), ("N/A", None), ("null", None), ("x" * 100, "x" * 100),
+                    ("\u200bAB12", "ab12")],
 }
 
 
@@ -103,7 +104,8 @@ def test_phone_golden(value, country, expected):
     ("Île-de-France", "fr", "îledefrance"), ("N.S.W.", "au", "nsw"), ("Texas", None, "tx"), ("Alberta", None, "ab"),
     ("Wash.", "us", "wa"), ("Greater London", None, "greaterlondon"), ("ON", None, "on"), ("SP", None, "sp"),
     ("England", None, "england"), ("Québec", None, "qc"), ("...", "us", None), ("-", None, None),
-    ("Newfoundland & Labrador", "ca", "nl"), ("महाराष्ट्र", "in", "महाराष्ट्र"), ("N/A", "us", None),
+    ("Newfoundland & Labrador", "ca", "nl"), ("N. Carolina", "us", "nc"), ("So. Dakota", "us", "sd"), ("W Virginia", None, "wv"),
+    ("N Dakota", "us", "nd"), ("S. Carolina", "us", "sc"), ("No Name", "us", "noname"), ("महाराष्ट्र", "in", "महाराष्ट्र"), ("N/A", "us", None),
 ])
 def test_state_golden(value, country, expected):
     assert one("st", value, country, NormalizeOptions(hash=False, default_country=None))[0] == expected
@@ -126,7 +128,13 @@ def test_zip_golden(value, country, expected):
 
 @pytest.mark.parametrize("key, value, expected", [
     ("client_ip_address", " 203.0.113.7 ", "203.0.113.7"), ("client_ip_address", "2001:db8::1", "2001:db8::1"),
-    ("client_ip_address", "999.1.1.1", None), ("fbc", "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
+    ("client_ip_address", "999.1.1.1", None), ("client_ip_address", "10.1.2.3", "10.1.2.3"),
+    ("client_ip_address", "0.0.0.0", None), ("client_ip_address", "127.0.0.1", None),
+    ("client_ip_address", "169.254.1.1", None), ("client_ip_address", "224.0.0.1", None),
+    ("client_ip_address", "255.255.255.255", None), ("client_ip_address", "::", None),
+    ("client_ip_address", "::1", None), ("client_ip_address", "fe80::1%eth0", None),
+    ("client_ip_address", "fe80::1", None), ("client_ip_address", "::ffff:127.0.0.1", None),
+    ("client_ip_address", "::ffff:203.0.113.7", "::ffff:203.0.113.7"), ("client_ip_address", "ff02::1", None), ("fbc", "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890",
                                                   "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890"),
     ("fbp", "fb.1.1596403881668.1116446470", "fb.1.1596403881668.1116446470"), ("fbp", "1596403881668", None),
     ("lead_id", "123456789", "123456789"), ("lead_id", 123456789.0, "123456789"), ("lead_id", "12a", None),
