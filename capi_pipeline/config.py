@@ -380,6 +380,11 @@ def _mapping(r: _Reader, doc: dict) -> dict[str, FieldSource]:
         elif head == "custom_data":
             if not rest or not all(_NAME_RE.match(part) for part in rest.split(".")):
                 r.fail(where, "custom_data keys are lowercase names, nested with dots")
+        elif path.startswith("data_processing_options"):
+            # mapped, they would be left out or overwritten by the policy: rows the warehouse flags for LDU
+            # must never go out without it
+            r.fail(where, "Limited Data Use fields come from `ldu` (policy off | all | by_state | consent; "
+                          "consent takes a per-row column: ldu.consent_column), not from the mapping")
         elif path not in SERVER_EVENT_FIELDS or rest:
             r.fail(where, "unknown server event field (see README: mapping)")
         out[path] = _field_source(r, where, spec, prehashed_cols)

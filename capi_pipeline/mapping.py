@@ -41,7 +41,8 @@ __all__ = ["UNREADABLE_JSON", "event_keys", "key_source_columns", "parse_event_t
 # is left out of that event; pipeline counts these under events.values_dropped)
 UNREADABLE_JSON = "_invalid_json:"
 
-_TZ_SUFFIX = r"(?:[Zz]|[+-]\d{2}:?\d{2})$"
+# a time with its zone: "Z"/"z", "+05:30", "+0530" or the hour alone, "+05" (a date's "-03" is no offset)
+_TZ_SUFFIX = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 # The ISO-8601 spellings computed column-wise: date, "T" or " ", time to the second, then "Z", an offset or
 # nothing (naive). Anything else (fractions, no seconds, lower-case "z", odd ranges) takes the pandas path.
 _ISO_FAST = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[+-][0-9]{2}:[0-9]{2})?$"
@@ -78,8 +79,8 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
                                                  cfg.event_time.timezone)
         elif path == "app_data.extinfo":
             out[path] = _extinfo(frame, src, n)
-        elif src.many:
-            out[path] = _list_cells(frame, src, n)
+        elif src.many or (path in _ARRAY_PATHS and src.parse != "json"):
+            out[path] = _list_cells(frame, src, n)  # one column mapped to an array field: arrays of one
         elif src.parse == "json":
             out[path], out[UNREADABLE_JSON + path] = _parse_json(_single(frame, src, n))
         else:
@@ -242,18 +243,40 @@ def _from_datetimes(values: pd.Series, timezone: str) -> pd.Series:
 
 def _from_iso(text: pd.Series, timezone: str) -> pd.Series:
     out = pd.Series(pd.array([pd.NA] * len(text), dtype="Int64"), index=text.index)
-    stripped = text.str.strip()
+    stripped = text.str.strip().str.replace(r"z$", "Z", regex=True)
     aware = stripped.str.contains(_TZ_SUFFIX, regex=True, na=False)
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
     if aware.any():
-        ts = pd.to_datetime(stripped[aware], utc=True, format="ISO8601", errors="coerce")
+        ts = _to_datetime(stripped[aware], utc=True)
         out[aware] = (ts - epoch).dt.total_seconds().round().astype("Int64")
     naive = ~aware
     if naive.any():
-        ts = pd.to_datetime(stripped[naive], format="ISO8601", errors="coerce")
+        ts = _to_datetime(stripped[naive], utc=False)
         ts = ts.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
         out[naive] = (ts - epoch).dt.total_seconds().round().astype("Int64")
     return out
+
+
+def _to_datetime(text: pd.Series, *, utc: bool) -> pd.Series:
+    """ISO-8601 texts -> datetimes (UTC when `utc`, else naive), NaT for what is none. pandas reads the column at
+    once; when it cannot (an offset it finds in a text taken for naive, mixed zones), text by text."""
+    try:
+        ts = pd.to_datetime(text, utc=utc, format="ISO8601", errors="coerce")
+        if utc or getattr(ts.dt, "tz", None) is None:
+            return ts
+    except (TypeError, ValueError):
+        pass
+
+    def one(v: str) -> pd.Timestamp:
+        try:
+            t = pd.Timestamp(v)
+        except (TypeError, ValueError):
+            return pd.NaT
+        if t is pd.NaT or (t.tzinfo is not None) != utc:  # a zone where none was expected, or the reverse
+            return pd.NaT
+        return t.tz_convert("UTC") if utc else t
+    return pd.Series([one(v) for v in text.tolist()], index=text.index,
+                     dtype="datetime64[ns, UTC]" if utc else "datetime64[ns]")
 
 
 def _columns(frame: pd.DataFrame, src: FieldSource) -> list[pd.Series]:
@@ -364,9 +387,20 @@ def _scalar(path: str, values: pd.Series, src: FieldSource) -> pd.Series:
         return _to_int(values)
     if path == "opt_out":
         return values.map(_to_bool).astype(object)
-    if values.dtype.kind in "iub":
+    if values.dtype.kind in "iub" and path not in _TEXT_PATHS:
         return values
     return _as_text(values)
+
+
+# Arrays in capi.md §4 even when one text column is mapped to them
+_ARRAY_PATHS = frozenset({"custom_data.content_ids"})
+# Strings in capi.md §2/§4 even when the warehouse types them as integers ("order_id": 1001 is no string; it is
+# the offline deduplication key): sent as text. Custom properties of any other name keep their numbers.
+_TEXT_PATHS = frozenset({
+    "event_name", "event_id", "action_source", "event_source_url", "custom_data.order_id",
+    "custom_data.store_data.store_code", "custom_data.item_number", "custom_data.content_name",
+    "custom_data.content_category", "custom_data.content_type", "custom_data.search_string", "custom_data.status",
+    "custom_data.delivery_category", "custom_data.currency"})
 
 
 def _to_int(values: pd.Series) -> pd.Series:

@@ -525,6 +525,9 @@ def normalize_user_data(fields: Sequence[RawField], options: NormalizeOptions, *
     for key, key_parts in parts.items():
         result.present_before[key] += int(before[key].sum())
         values[key], presence[key] = combine(key_parts, n)
+        if key not in HASHED_KEYS and (len(key_parts) > 1 or key_parts[0].pos is not None):
+            if extra := _first_only(values[key]):
+                result.drops[(key, "extra_values")] += extra
     lonely = _partner_pair(result, presence, values)
     for key, vals in values.items():
         result.values[key] = pd.Series(vals, index=index, dtype=object)
@@ -534,6 +537,16 @@ def normalize_user_data(fields: Sequence[RawField], options: NormalizeOptions, *
         result.field_reasons = row_reasons([p for ps in parts.values() for p in ps], lonely, n, index)
     result.row_rejection = _rejections(presence, n, index)
     return result
+
+
+def _first_only(values: np.ndarray) -> int:
+    """Never-hashed keys take one value (capi.md §3: no arrays): a row's list becomes its first value, in place.
+    Returns how many values were left out."""
+    extra = 0
+    for i in np.flatnonzero(np.fromiter((type(v) is list for v in values), dtype=bool, count=len(values))):
+        extra += len(values[i]) - 1
+        values[i] = values[i][0]
+    return extra
 
 
 def _partner_pair(result: UserDataResult, presence: dict[str, np.ndarray],

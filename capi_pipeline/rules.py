@@ -12,7 +12,9 @@ rule it fails in this fixed order (the rule names are the report's vocabulary):
     purchase_missing_value                  Purchase without a finite custom_data.value >= 0
     purchase_missing_currency               Purchase without custom_data.currency
     unknown_currency                        custom_data.currency present but not ISO-4217 (case-insensitive)
+    invalid_value                           custom_data.value present but not a finite number (inf, nan text)
     app_missing_advertiser_tracking_enabled app event without app_data.advertiser_tracking_enabled 0/1
+    app_invalid_application_tracking_enabled app event whose app_data.application_tracking_enabled is not 0/1
     app_invalid_extinfo                     app event whose extinfo is not 16 slots, slot 0 a2/i2, slot 4 set
     website_missing_user_agent              website event without user_data.client_user_agent
     website_missing_event_source_url        website event without event_source_url
@@ -71,7 +73,9 @@ RULE_ORDER: tuple[str, ...] = (
     "purchase_missing_value",
     "purchase_missing_currency",
     "unknown_currency",
+    "invalid_value",
     "app_missing_advertiser_tracking_enabled",
+    "app_invalid_application_tracking_enabled",
     "app_invalid_extinfo",
     "website_missing_user_agent",
     "website_missing_event_source_url",
@@ -213,11 +217,20 @@ def check_rows(canon: pd.DataFrame, *, now: int, settings: RuleSettings = RuleSe
     currency = text("custom_data.currency").str.upper()
     masks["unknown_currency"] = ~no_currency & ~currency.isin(sorted(ISO_4217)).to_numpy(dtype=bool)
     fields["unknown_currency"] = "custom_data.currency"
+    # orjson writes inf as null: a value that is there must be a number Meta can read
+    masks["invalid_value"] = ~np.isnan(value) & ~np.isfinite(value)
+    fields["invalid_value"] = "custom_data.value"
 
     app = source.eq("app").fillna(False).to_numpy(dtype=bool)
     ate = _number(canon, "app_data.advertiser_tracking_enabled")
     masks["app_missing_advertiser_tracking_enabled"] = app & ~np.isin(ate, (0.0, 1.0))
     fields["app_missing_advertiser_tracking_enabled"] = "app_data.advertiser_tracking_enabled"
+    if "app_data.application_tracking_enabled" in canon.columns:
+        aps = _number(canon, "app_data.application_tracking_enabled")
+        masks["app_invalid_application_tracking_enabled"] = app & ~np.isnan(aps) & ~np.isin(aps, (0.0, 1.0))
+    else:
+        masks["app_invalid_application_tracking_enabled"] = np.zeros(n, dtype=bool)
+    fields["app_invalid_application_tracking_enabled"] = "app_data.application_tracking_enabled"
     bad_ext = np.zeros(n, dtype=bool)
     ext = _col(canon, "app_data.extinfo")
     if app.any():
@@ -292,7 +305,9 @@ _MESSAGES = {
     "purchase_missing_value": "Purchase needs custom_data.value as a finite number >= 0",
     "purchase_missing_currency": "Purchase needs custom_data.currency",
     "unknown_currency": "custom_data.currency is not an ISO-4217 currency code",
+    "invalid_value": "custom_data.value is not a finite number",
     "app_missing_advertiser_tracking_enabled": "app events need app_data.advertiser_tracking_enabled 0 or 1",
+    "app_invalid_application_tracking_enabled": "app_data.application_tracking_enabled must be 0 or 1",
     "app_invalid_extinfo": "app_data.extinfo needs 16 slots, slot 0 a2 or i2 and slot 4 the OS version",
     "website_missing_user_agent": "website events need user_data.client_user_agent",
     "website_missing_event_source_url": "website events need event_source_url",

@@ -66,6 +66,8 @@ def test_defaults_and_paths(tmp_path: Path) -> None:
     ({"destination__endpoint": "http://x/?access_token=1"}, "destination.endpoint"),
     ({"mapping__user_data.email": "email"}, "mapping.user_data.email"),
     ({"mapping__app_data.extinfo": ["a", "b"]}, "mapping.app_data.extinfo"),
+    ({"mapping__data_processing_options": "dpo"}, "mapping.data_processing_options"),  # LDU comes from `ldu`
+    ({"mapping__data_processing_options_state": "s"}, "mapping.data_processing_options_state"),
     ({"mapping__event_time": _DELETE}, "mapping.event_time"),
     ({"event_id": {}}, "event_id"),
     ({"defaults__action_source": "web"}, "defaults.action_source"),

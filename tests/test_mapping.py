@@ -40,10 +40,23 @@ T = int(dt.datetime(2026, 11, 22, 14, 3, 11, tzinfo=dt.timezone.utc).timestamp()
     (None, "auto", "UTC", None),
     ("2026-13-45T00:00:00Z", "auto", "UTC", None),
     ("-5", "auto", "UTC", None),
+    ("2026-11-22T19:03:11+05", "auto", "UTC", T),                     # an offset of hours only
+    ("2026-11-22T19:33:11+0530", "auto", "UTC", T),
+    ("2026-11-22T14:03:11z", "auto", "UTC", T),
 ])
 def test_parse_event_time_strings(raw, unit, tz, expected) -> None:
     got = parse_event_time(pd.Series([raw], dtype=object), unit, tz).iloc[0]
     assert (None if pd.isna(got) else int(got)) == expected
+
+
+def test_parse_event_time_never_raises_on_mixed_zones() -> None:
+    """pandas cannot read naive and zoned texts, or offsets it was not told of, as one column: each text then
+    stands alone (a crash here stopped the whole run)."""
+    raw = pd.Series(["2026-11-22T19:03:11+05", "2026-11-22 09:03:11", "2026-11-22T14:03:11Z", "garbage 7",
+                     "2026-11-22 09:03:11.5-05", "2026-11-22"], dtype=object)
+    got = parse_event_time(raw, "auto", "America/New_York").tolist()
+    assert got[:3] == [T, T, T] and pd.isna(got[3]) and got[4] in (T, T + 1)
+    assert got[5] == T - (14 * 3600 + 3 * 60 + 11) + 5 * 3600  # a date alone: midnight in the pipeline's zone
 
 
 def test_parse_event_time_typed_columns() -> None:
@@ -72,6 +85,23 @@ def _cfg(tmp_path: Path, **extra) -> object:
     }
     doc.update(extra)
     return parse_pipeline(doc, tmp_path / "p.yaml")
+
+
+def test_string_fields_stay_strings_and_array_fields_arrays(tmp_path: Path) -> None:
+    """capi.md §4: order_id and store_code are strings (an integer warehouse column too: order_id is the offline
+    dedup key); content_ids is an array even when one column is mapped to it."""
+    mapping = {"event_name": "ev", "event_time": "ts", "user_data.em": "email", "custom_data.order_id": "oid",
+               "custom_data.store_data.store_code": "store", "custom_data.content_ids": "sku",
+               "custom_data.num_items": "n", "custom_data.my_count": "n"}
+    cfg = _cfg(tmp_path, mapping=mapping)
+    frame = pd.DataFrame({"ev": ["Purchase"] * 2, "ts": ["2026-11-22T14:03:11Z"] * 2, "email": ["a@b.co"] * 2,
+                          "oid": pd.Series([1001, 1002], dtype="int64"), "store": pd.Series([511, None], dtype="Int64"),
+                          "sku": ["S1", None], "n": [3, 4], "order_id": ["x", "y"], "line": [1, 2]})
+    canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
+    assert canon["custom_data.order_id"].tolist() == ["1001", "1002"]
+    assert canon["custom_data.store_data.store_code"].tolist() == ["511", None]
+    assert canon["custom_data.content_ids"].tolist() == [["S1"], None]
+    assert canon["custom_data.num_items"].tolist() == [3, 4] and canon["custom_data.my_count"].tolist() == [3, 4]
 
 
 def test_to_canonical(tmp_path: Path) -> None:

@@ -341,3 +341,20 @@ def test_ascii_twins_equal_python_rules(key, values, region, order):
     rule = _RULES[key][0]
     python_only = Texts(t.py, t.arrow, np.zeros(len(py), dtype=bool))
     assert rule(t, regions, opts).tolist() == rule(python_only, regions, opts).tolist()
+
+
+@pytest.mark.parametrize("key", NEVER_HASHED_KEYS)
+def test_never_hashed_keys_send_one_value(key):
+    """capi.md §3: arrays only for the hashed keys; several values of a never-hashed key -> the first one."""
+    a, b = {"client_ip_address": ("203.0.113.7", "203.0.113.8"), "fbc": ("fb.1.1.a", "fb.1.1.b"),
+            "fbp": ("fb.1.1.a", "fb.1.1.b"), "madid": ("6D92078A-8246-4BA4-AE5B-76104861E7DC",
+                                                    "7D92078A-8246-4BA4-AE5B-76104861E7DC"),
+            }.get(key, ("123", "456"))
+    res = normalize_user_data([RawField(key, pd.Series([a, a, None])), RawField(key, pd.Series([b, None, b]))],
+                              NormalizeOptions())
+    if key in ("partner_id", "partner_name"):  # alone, each loses its pair
+        return
+    assert res.values[key].tolist() == [a, a, b]
+    assert res.drops[(key, "extra_values")] == 1
+    cells = normalize_user_data([RawField(key, pd.Series([f'["{a}", "{b}"]']))], NormalizeOptions())
+    assert cells.values[key].tolist() == [a]
