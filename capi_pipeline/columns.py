@@ -11,8 +11,8 @@ to rows; SHA-256 runs once per distinct normalized value.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

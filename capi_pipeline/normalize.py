@@ -217,17 +217,17 @@ def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     """Zip: US rows -> first 5 digits of "94035", "94035-1234", "940351234", "94035 1234", "94035-" (any Unicode
     dash); a 4-digit number, or a 3-digit one from 500 (ZIPs 00501-00988: Holtsville NY, Puerto Rico, the Virgin
     Islands), had its leading zeros eaten by a spreadsheet or an integer column -> left-padded ("2134" -> "02134",
-    "501" -> "00501"). Rows of unknown
-    country: a ZIP+4 ("94035-1234") -> its first 5 digits. Anything else (other countries, or a value that is no
-    US zip): NFKC, lowercase, only letters and digits kept ("M1 1AE" -> "m11ae", "１００-０００１" -> "1000001");
-    "invalid_zip" only when nothing is left."""
+    "501" -> "00501"). Rows of unknown country: a ZIP+4 ("94035-1234") -> its first 5 digits. Anything else
+    (other countries, or a value that is no US zip): NFKC, lowercase, only letters and digits kept ("M1 1AE" ->
+    "m11ae", "１００-０００１" -> "1000001"); "invalid_zip" only when nothing is left."""
     def us(v: str) -> str | None:
         v = unicodedata.normalize("NFKC", v).translate(_DASHES)
         m = _US_ZIP.fullmatch(v) if v.isascii() else None
         return _zip(v) if m is None else (m.group(1) or m.group(2).zfill(5))
 
     def us_ascii(a: pa.Array) -> np.ndarray:
-        m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}}|[{WS}]*-.*)?|(?P<four>[0-9]{{4}}|[5-9][0-9]{{2}}))$")
+        m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}}|[{WS}]*-.*)?"
+                                f"|(?P<four>[0-9]{{4}}|[5-9][0-9]{{2}}))$")
         five, four = m.field("five"), m.field("four")
         got = pc.if_else(pc.greater(pc.binary_length(five), 0), five, pc.utf8_lpad(four, width=5, padding="0"))
         return _or_generic(a, got, m.is_valid())
@@ -274,8 +274,8 @@ _GENDER.update({w: "f" for w in (
 
 def normalize_ge(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Gender: m/f from English, French, German, Portuguese, Spanish, Italian, Swedish, Danish, Norwegian, Dutch,
-    Finnish, Polish, Russian, Japanese (also romanized), Korean words, abbreviations and titles (any case, trailing dots ignored: "Mrs." -> "f"); anything else
-    "invalid_gender"."""
+    Finnish, Polish, Russian, Japanese (also romanized), Korean words, abbreviations and titles (any case,
+    trailing dots ignored: "Mrs." -> "f"); anything else "invalid_gender"."""
     return each(t, None, lambda v: _GENDER.get(unicodedata.normalize("NFKC", v).lower().rstrip(".").strip()))
 
 
