@@ -59,6 +59,11 @@ _JSON_VALUE = rf"(?:{_JSON_STR}|-?(?:0|[1-9][0-9]{{0,17}})(?:\.[0-9]+)?(?:[eE][+
 _JSON_MEMBER = rf"{_JSON_WS}{_JSON_STR}{_JSON_WS}:{_JSON_WS}{_JSON_VALUE}{_JSON_WS}"
 _JSON_OBJECT = rf"\{{(?:{_JSON_MEMBER}(?:,{_JSON_MEMBER})*|{_JSON_WS})\}}"
 _FLAT_OBJECTS = rf"^{_JSON_WS}\[{_JSON_WS}(?:{_JSON_OBJECT}{_JSON_WS}(?:,{_JSON_WS}{_JSON_OBJECT}{_JSON_WS})*)?\]{_JSON_WS}$"
+# custom_data.contents as capi.md §4 has it: objects, each with an "id" (flat objects' texts: one RE2 pass)
+_ID_MEMBER = rf'{_JSON_WS}"id"{_JSON_WS}:{_JSON_WS}{_JSON_VALUE}{_JSON_WS}'
+_OBJECT_WITH_ID = rf"\{{(?:{_JSON_MEMBER},)*{_ID_MEMBER}(?:,{_JSON_MEMBER})*\}}"
+_CONTENTS = rf"^{_JSON_WS}\[{_JSON_WS}{_OBJECT_WITH_ID}{_JSON_WS}(?:,{_JSON_WS}{_OBJECT_WITH_ID}{_JSON_WS})*\]{_JSON_WS}$"
+_NOTHING = r"^[ \t\n\r]*(?:\[[ \t\n\r]*\])?[ \t\n\r]*$"  # blank, or an empty array: no contents, nothing wrong
 
 
 def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_row: int) -> pd.DataFrame:
@@ -82,7 +87,8 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
         elif src.many or (path in _ARRAY_PATHS and src.parse != "json"):
             out[path] = _list_cells(frame, src, n)  # one column mapped to an array field: arrays of one
         elif src.parse == "json":
-            out[path], out[UNREADABLE_JSON + path] = _parse_json(_single(frame, src, n))
+            out[path], out[UNREADABLE_JSON + path] = _parse_json(_single(frame, src, n),
+                                                                 contents=path == "custom_data.contents")
         else:
             out[path] = _scalar(path, _single(frame, src, n), src)
     for key in ("action_source", "custom_data.currency"):
@@ -169,7 +175,7 @@ def parse_event_time(values: pd.Series, unit: str, timezone: str) -> pd.Series:
 def _from_text(text: pd.Series, unit: str, timezone: str) -> pd.Series:
     """The general path for trimmed, non-empty texts: numbers, then any ISO-8601 spelling pandas reads."""
     result = pd.Series(pd.array([pd.NA] * len(text), dtype="Int64"))
-    numeric = text.str.fullmatch(r"-?\d+(?:\.0+)?", na=False)
+    numeric = text.str.fullmatch(r"-?\d+(?:\.\d+)?", na=False)
     if numeric.any():
         result[numeric] = _from_numbers(pd.to_numeric(text[numeric], errors="coerce"), unit)[numeric]
     rest = ~numeric & text.notna()
@@ -213,11 +219,17 @@ def _from_iso_fast(text: pa.Array, at: np.ndarray, timezone: str) -> tuple[np.nd
     naive = (length == 19) & ok
     if naive.any():
         local = pd.Series(secs[naive].astype("datetime64[s]"))
-        utc = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+        utc = _localize(local, timezone).dt.tz_convert("UTC")
         known = utc.notna().to_numpy()
         ok[naive] = known
         secs[naive] = np.where(known, utc.dt.tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64), 0)
     return secs, ok
+
+
+def _localize(naive: pd.Series, timezone: str) -> pd.Series:
+    """Naive local datetimes in `timezone`. The hour that repeats when clocks go back reads as its first pass
+    (daylight time: what a till writes before it turns back); the hour skipped when they go forward moves on."""
+    return naive.dt.tz_localize(timezone, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
 
 
 def _from_numbers(nums: pd.Series, unit: str) -> pd.Series:
@@ -234,7 +246,7 @@ def _from_numbers(nums: pd.Series, unit: str) -> pd.Series:
 def _from_datetimes(values: pd.Series, timezone: str) -> pd.Series:
     ts = values
     if getattr(ts.dt, "tz", None) is None:
-        ts = ts.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+        ts = _localize(ts, timezone)
     ts = ts.dt.tz_convert("UTC")
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
     delta = (ts - epoch).dt.total_seconds()
@@ -252,7 +264,7 @@ def _from_iso(text: pd.Series, timezone: str) -> pd.Series:
     naive = ~aware
     if naive.any():
         ts = _to_datetime(stripped[naive], utc=False)
-        ts = ts.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+        ts = _localize(ts, timezone).dt.tz_convert("UTC")
         out[naive] = (ts - epoch).dt.total_seconds().round().astype("Int64")
     return out
 
@@ -421,17 +433,22 @@ def _to_bool(v: Any) -> bool | None:
     return bool(v)
 
 
-def _parse_json(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def _parse_json(values: pd.Series, *, contents: bool = False) -> tuple[pd.Series, np.ndarray]:
     """JSON text cells -> parsed values, once per distinct text; unparseable text -> None, other cells as given.
     Arrays of flat objects in plain JSON (`_FLAT_OBJECTS`) stay their text, as an `orjson.Fragment`. Also which
-    rows held (non-blank) text that had to be dropped."""
+    rows held (non-blank) text that had to be dropped. `contents`: only arrays of objects with an "id" are kept
+    (capi.md §4); an empty array is no contents."""
     arrow = _raw_text(values)
     if arrow is not None:
         encoded = pc.dictionary_encode(arrow)
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         parsed = np.empty(len(encoded.dictionary) + 1, dtype=object)  # the extra slot: missing cells -> None
         parsed[:-1] = _fragments_or_loads(encoded.dictionary)
-        blank = pc.equal(pc.binary_length(pc.utf8_trim_whitespace(encoded.dictionary)), 0)
+        if contents:
+            parsed[:-1][~_contents_ok(parsed[:-1], encoded.dictionary)] = None
+            blank = pc.match_substring_regex(encoded.dictionary, _NOTHING)
+        else:
+            blank = pc.equal(pc.binary_length(pc.utf8_trim_whitespace(encoded.dictionary)), 0)
         dropped = np.append(pd.isna(parsed[:-1]) & ~blank.to_numpy(zero_copy_only=False), False)
         return pd.Series(parsed[codes], index=values.index, dtype=object), dropped[codes]
     try:
@@ -444,8 +461,25 @@ def _parse_json(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     cells = np.asarray(distinct, dtype=object).tolist()
     parsed = np.empty(len(cells) + 1, dtype=object)
     parsed[:-1] = [_json_cell(v) for v in cells]
-    dropped = np.array([_dropped(v, p) for v, p in zip(cells, parsed[:-1])] + [False], dtype=bool)
+    if contents:
+        parsed[:-1][~_contents_ok(parsed[:-1], None)] = None
+    dropped = np.array([_dropped(v, p) and not (contents and p == []) for v, p in zip(cells, parsed[:-1])]
+                       + [False], dtype=bool)
     return pd.Series(parsed[codes], index=values.index, dtype=object), dropped[codes]
+
+
+def _contents_ok(parsed: np.ndarray, texts: pa.Array | None) -> np.ndarray:
+    """Per parsed value: an array of objects, each with an "id" (`orjson.Fragment`s are judged on `texts`)."""
+    fragment = np.fromiter((isinstance(v, orjson.Fragment) for v in parsed), dtype=bool, count=len(parsed))
+    ok = np.zeros(len(parsed), dtype=bool)
+    if texts is not None and fragment.any():
+        at = np.flatnonzero(fragment)
+        ok[at] = pc.fill_null(pc.match_substring_regex(texts.take(pa.array(at)), _CONTENTS), False).to_numpy(
+            zero_copy_only=False)
+    for i in np.flatnonzero(~fragment).tolist():
+        v = parsed[i]
+        ok[i] = isinstance(v, list) and bool(v) and all(isinstance(o, dict) and "id" in o for o in v)
+    return ok
 
 
 def _dropped(cell: Any, parsed: Any) -> bool:
@@ -522,9 +556,11 @@ def _json_cell(v: Any) -> Any:
 
 
 def _extinfo(frame: pd.DataFrame, src: FieldSource, n: int) -> pd.Series:
-    """16 positional slots; missing values become "" as Meta's example shows (not null)."""
+    """16 positional slots, each a string (capi.md §5); missing values become "" as Meta's example shows (not
+    null)."""
     if src.const is not None:
-        return pd.Series([list(src.const)] * n, dtype=object)
+        slots = ["" if v is None else _text(v) or "" for v in src.const]
+        return pd.Series([slots] * n, dtype=object)
     cols = [(_as_text(frame[c]).fillna("") if c else pd.Series([""] * n, dtype=object)).tolist()
             for c in src.columns]
     return pd.Series([list(row) for row in zip(*cols)] if cols else [[] for _ in range(n)], dtype=object)

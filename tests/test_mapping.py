@@ -43,6 +43,11 @@ T = int(dt.datetime(2026, 11, 22, 14, 3, 11, tzinfo=dt.timezone.utc).timestamp()
     ("2026-11-22T19:03:11+05", "auto", "UTC", T),                     # an offset of hours only
     ("2026-11-22T19:33:11+0530", "auto", "UTC", T),
     ("2026-11-22T14:03:11z", "auto", "UTC", T),
+    (f"{T}.4", "auto", "UTC", T),                                     # decimal seconds as text, like a number
+    ("2026-11-01 01:30:00", "auto", "America/New_York", 1793511000),  # the repeated hour: its first pass (EDT)
+    ("2026-11-01T01:30:00", "auto", "America/New_York", 1793511000),
+    ("2026-11-01 01:30", "auto", "America/New_York", 1793511000),
+    ("2026-03-08 02:30:00", "auto", "America/New_York", 1772953200),  # the skipped hour moves on to 03:00 EDT
 ])
 def test_parse_event_time_strings(raw, unit, tz, expected) -> None:
     got = parse_event_time(pd.Series([raw], dtype=object), unit, tz).iloc[0]
@@ -102,6 +107,19 @@ def test_string_fields_stay_strings_and_array_fields_arrays(tmp_path: Path) -> N
     assert canon["custom_data.store_data.store_code"].tolist() == ["511", None]
     assert canon["custom_data.content_ids"].tolist() == [["S1"], None]
     assert canon["custom_data.num_items"].tolist() == [3, 4] and canon["custom_data.my_count"].tolist() == [3, 4]
+
+
+@pytest.mark.parametrize("text, kept, counted", [
+    ('[{"id": "A", "quantity": 1}]', True, False), ('[{"quantity": 1, "id": "B"}, {"id": "C"}]', True, False),
+    ('[{"id": 123, "quantity": "2", "item_price": "9.99"}]', True, False), ('["A", "B"]', False, True),
+    ('[{"sku": "X", "qty": 1}]', False, True), ('[{"id": "A"}, {"qty": 1}]', False, True), ("[]", False, False),
+    (" [ ] ", False, False), ("{bad", False, True), ('{"id": "A"}', False, True), ('[{"id": "A", "x": [1]}]', True, False),
+])
+def test_contents_must_be_objects_with_an_id(text: str, kept: bool, counted: bool) -> None:
+    """capi.md §4: contents is an array of objects with id (the flat ones stay their text: one RE2 check)."""
+    for values in (pd.Series([text, None], dtype=object), pd.Series([text, None], dtype="str")):
+        parsed, dropped = _parse_json(values, contents=True)
+        assert (parsed.iloc[0] is not None) == kept and bool(dropped[0]) == counted and parsed.iloc[1] is None
 
 
 def test_to_canonical(tmp_path: Path) -> None:
@@ -315,3 +333,15 @@ def test_parse_json_tells_which_texts_it_dropped(cells: list, dropped: list) -> 
                                                                   for c in cells) else object))
     assert lost.tolist() == dropped
     assert [v is None or v != v for v, gone in zip(values, lost) if gone] == [True] * sum(dropped)
+
+
+def test_extinfo_const_slots_are_strings(tmp_path: Path) -> None:
+    """capi.md §5: extinfo is 16 strings; a YAML const of numbers (the OS version 17.1, a screen width) too."""
+    ext = ["i2", "com.example", "1.0", "1.0 (1)", 17.1, "iPhone15,2", "en_US", "UTC", "carrier", 390, 844, 3, 2,
+           256, 128, "America/New_York"]
+    mapping = {"event_name": "ev", "event_time": "ts", "user_data.em": "email", "app_data.extinfo": {"const": ext}}
+    cfg = _cfg(tmp_path, mapping=mapping)
+    frame = pd.DataFrame({"ev": ["Purchase"], "ts": ["2026-11-22T14:03:11Z"], "email": ["a@b.co"],
+                          "order_id": ["x"], "line": [1]})
+    slots = to_canonical(frame, cfg, file="f.csv", first_row=1)["app_data.extinfo"].iloc[0]
+    assert slots[4] == "17.1" and slots[9] == "390" and all(isinstance(v, str) for v in slots) and len(slots) == 16
