@@ -34,12 +34,23 @@ import pyarrow.compute as pc
 from capi_pipeline.columns import PY_SPACE
 from capi_pipeline.config import FieldSource, PipelineConfig
 
-__all__ = ["UNREADABLE_JSON", "event_keys", "key_source_columns", "parse_event_time", "to_canonical",
+__all__ = ["DROPPED", "event_keys", "key_source_columns", "parse_event_time", "to_canonical",
            "user_data_columns"]
 
-# canonical column "_invalid_json:<path>": True where the source held JSON text that could not be sent (the value
-# is left out of that event; pipeline counts these under events.values_dropped)
-UNREADABLE_JSON = "_invalid_json:"
+# canonical column "_dropped:<reason>:<path>": True where the source held a value that could not be sent (JSON text
+# that cannot be read or is not the shape Meta takes: invalid_json; a value outside Meta's enum: not_in_enum). The
+# value is left out of that event; pipeline counts these under events.values_dropped as "<path>:<reason>".
+DROPPED = "_dropped:"
+# capi.md §2 and §4: fields Meta takes only from a fixed list (compared in lowercase)
+_ENUMS: dict[str, frozenset[str]] = {
+    "customer_segmentation": frozenset({
+        "new_customer_to_business", "new_customer_to_business_line", "new_customer_to_product_area",
+        "new_customer_to_medium", "existing_customer_to_business", "existing_customer_to_business_line",
+        "existing_customer_to_product_area", "existing_customer_to_medium", "customer_in_loyalty_program"}),
+    "messaging_channel": frozenset({"whatsapp"}),
+    "custom_data.content_type": frozenset({"product", "product_group"}),
+    "custom_data.delivery_category": frozenset({"in_store", "curbside", "home_delivery"}),
+}
 
 # a time with its zone: "Z"/"z", "+05:30", "+0530" or the hour alone, "+05" (a date's "-03" is no offset)
 _TZ_SUFFIX = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
@@ -87,8 +98,10 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
         elif src.many or (path in _ARRAY_PATHS and src.parse != "json"):
             out[path] = _list_cells(frame, src, n)  # one column mapped to an array field: arrays of one
         elif src.parse == "json":
-            out[path], out[UNREADABLE_JSON + path] = _parse_json(_single(frame, src, n),
-                                                                 contents=path == "custom_data.contents")
+            out[path], out[f"{DROPPED}invalid_json:{path}"] = _parse_json(_single(frame, src, n),
+                                                                          contents=path == "custom_data.contents")
+        elif path in _ENUMS:
+            out[path], out[f"{DROPPED}not_in_enum:{path}"] = _enum(_single(frame, src, n), _ENUMS[path])
         else:
             out[path] = _scalar(path, _single(frame, src, n), src)
     for key in ("action_source", "custom_data.currency"):
@@ -413,6 +426,14 @@ _TEXT_PATHS = frozenset({
     "custom_data.store_data.store_code", "custom_data.item_number", "custom_data.content_name",
     "custom_data.content_category", "custom_data.content_type", "custom_data.search_string", "custom_data.status",
     "custom_data.delivery_category", "custom_data.currency"})
+
+
+def _enum(values: pd.Series, allowed: frozenset[str]) -> tuple[pd.Series, np.ndarray]:
+    """Texts of a fixed list, lowercased; others -> None, and which rows held one (to be counted)."""
+    text = _as_text(values)
+    lowered = text.str.lower()
+    ok = lowered.isin(allowed).to_numpy(dtype=bool)
+    return lowered.where(ok, None).astype(object), text.notna().to_numpy(dtype=bool) & ~ok
 
 
 def _to_int(values: pd.Series) -> pd.Series:

@@ -692,8 +692,9 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
     stats.ldu.update(built.ldu_by_state)
     stats.events_built += len(built.events)
     for col in canon.columns:
-        if col.startswith(mapping.UNREADABLE_JSON) and (dropped := int(canon[col].sum())):
-            stats.values_dropped[f"{col[len(mapping.UNREADABLE_JSON):]}:invalid_json"] += dropped
+        if col.startswith(mapping.DROPPED) and (dropped := int(canon[col].sum())):
+            reason, path = col[len(mapping.DROPPED):].split(":", 1)
+            stats.values_dropped[f"{path}:{reason}"] += dropped
     if len(canon):
         _count_events(stats, canon, built.present, now)
     if quarantine is not None and rejections:

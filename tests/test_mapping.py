@@ -318,7 +318,7 @@ def test_json_text_that_cannot_be_sent_is_marked(tmp_path: Path) -> None:
         "items": ['[{"id": "s1", "quantity": 2}]', '[{"id": "s1",}]', None, "   ", '[{"id": "\\u00e9"}]'],
     })
     canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
-    assert canon["_invalid_json:custom_data.contents"].tolist() == [False, True, False, False, False]
+    assert canon["_dropped:invalid_json:custom_data.contents"].tolist() == [False, True, False, False, False]
     assert [_wire(v) for v in canon["custom_data.contents"]] == [[{"id": "s1", "quantity": 2}], None, None,
                                                                  None, [{"id": "é"}]]
 
@@ -345,3 +345,19 @@ def test_extinfo_const_slots_are_strings(tmp_path: Path) -> None:
                           "order_id": ["x"], "line": [1]})
     slots = to_canonical(frame, cfg, file="f.csv", first_row=1)["app_data.extinfo"].iloc[0]
     assert slots[4] == "17.1" and slots[9] == "390" and all(isinstance(v, str) for v in slots) and len(slots) == 16
+
+
+def test_enum_fields_keep_only_meta_values(tmp_path: Path) -> None:
+    """capi.md §2/§4: customer_segmentation, content_type, delivery_category, messaging_channel take a fixed list;
+    another value is left out of the event and counted, the row is kept."""
+    mapping = {"event_name": "ev", "event_time": "ts", "user_data.em": "email", "customer_segmentation": "seg",
+               "custom_data.content_type": "ct"}
+    cfg = _cfg(tmp_path, mapping=mapping)
+    frame = pd.DataFrame({"ev": ["Purchase"] * 3, "ts": ["2026-11-22T14:03:11Z"] * 3, "email": ["a@b.co"] * 3,
+                          "seg": ["New_Customer_To_Business", "bogus_segment", None],
+                          "ct": ["product", "Product_Group", "sku"], "order_id": list("abc"), "line": [1, 2, 3]})
+    canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
+    assert canon["customer_segmentation"].tolist() == ["new_customer_to_business", None, None]
+    assert canon["_dropped:not_in_enum:customer_segmentation"].tolist() == [False, True, False]
+    assert canon["custom_data.content_type"].tolist() == ["product", "product_group", None]
+    assert canon["_dropped:not_in_enum:custom_data.content_type"].tolist() == [False, False, True]
