@@ -137,6 +137,32 @@ def classify_error(http_status: int, error: dict[str, Any] | None) -> type[Deliv
     return TerminalUploadError
 
 
+# capi.md §7: the subcodes whose field is known (the others' meanings are UNCONFIRMED)
+_SUBCODE_FIELDS = {2804003: "event_time", 2804050: "user_data"}
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def blamed_field(error: dict[str, Any] | None, subcode: int | None) -> str | None:
+    """The field Meta blames for an invalid event: `error_data.blame_field_specs` ([["user_data", "em"]] ->
+    "user_data.em"; error_data may come as JSON text), else what the subcode means; None when unknown. Only
+    field names (letters, digits, "_") are taken: never a value."""
+    data = (error or {}).get("error_data")
+    if isinstance(data, str):
+        try:
+            data = orjson.loads(data)
+        except ValueError:
+            data = None
+    specs = data.get("blame_field_specs") if isinstance(data, dict) else None
+    names = []
+    for spec in specs if isinstance(specs, list) else []:
+        parts = spec if isinstance(spec, list) else [spec]
+        if parts and all(isinstance(p, str) and _FIELD_NAME.fullmatch(p) for p in parts):
+            names.append(".".join(parts))
+    if names:
+        return ", ".join(dict.fromkeys(names))
+    return _SUBCODE_FIELDS.get(subcode) if subcode is not None else None
+
+
 def _as_int(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -317,6 +343,7 @@ class CapiClient:
             text = f"{where}: HTTP {status} code {code}" + (f"/{subcode}" if subcode else "") + f": {detail}"
         exc = cls(text, code=code, subcode=subcode, fbtrace_id=fbtrace_id, batch_id=batch_id, http_status=status)
         exc.retry_after_s = _retry_after_s(response, code)  # type: ignore[attr-defined]
+        exc.blame = blamed_field(error, subcode)  # type: ignore[attr-defined]
         return exc
 
 

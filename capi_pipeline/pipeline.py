@@ -282,7 +282,7 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
         stats.delivery[dest.dataset_id] = _delivery_summary(result)
         if result.rejected:
             quarantine.write([{"file": r.file, "row": r.row, "event_name": r.event_name,
-                               "event_id": r.event_id, "rule": "meta_rejected", "field": None,
+                               "event_id": r.event_id, "rule": "meta_rejected", "field": r.field,
                                "message": _meta_message(r)} for r in result.rejected])
             if first:
                 stats.reject("meta", "meta_rejected", len(result.rejected))

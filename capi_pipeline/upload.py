@@ -92,6 +92,7 @@ class RejectedEvent:
     subcode: int | None
     fbtrace_id: str | None
     message: str
+    field: str | None = None  # what Meta blamed (blame_field_specs or a known subcode), None when unknown
 
 
 @dataclass
@@ -280,7 +281,8 @@ class _Run:
             with self.lock:
                 self.result.rejected.append(RejectedEvent(
                     file=event.file, row=event.row, event_name=event.event_name, event_id=event.event_id,
-                    code=exc.code, subcode=exc.subcode, fbtrace_id=exc.fbtrace_id, message=_meta_text(exc)))
+                    code=exc.code, subcode=exc.subcode, fbtrace_id=exc.fbtrace_id, message=_meta_text(exc),
+                    field=getattr(exc, "blame", None)))
                 systemic = self.result.events_rejected >= REJECTION_BREAKER and self.result.events_delivered == 0
             if systemic:
                 self.stop.set()

@@ -407,3 +407,16 @@ def test_sandbox_rejects_a_bad_event_as_invalid() -> None:
         with pytest.raises(InvalidEventsError) as info:
             client.send(bad, batch_id="s3")
     assert (info.value.code, info.value.subcode) == (100, 2804003)
+
+
+@pytest.mark.parametrize("error, subcode, field", [
+    ({"error_data": {"blame_field_specs": [["user_data", "em"]]}}, 2804001, "user_data.em"),
+    ({"error_data": '{"blame_field_specs": [["event_time"], ["event_time"]]}'}, None, "event_time"),
+    ({"error_data": {"blame_field_specs": [["user_data", "a@b.com"]]}}, None, None),  # never a value
+    ({}, 2804050, "user_data"), ({}, 2804003, "event_time"), ({}, 2804001, None), (None, None, None),
+    ({"error_data": "not json"}, None, None),
+])
+def test_blamed_field(error, subcode, field) -> None:
+    from capi_pipeline.client import blamed_field
+
+    assert blamed_field(error, subcode) == field

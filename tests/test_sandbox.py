@@ -171,7 +171,8 @@ def test_one_bad_event_rejects_whole_request_without_index(sb: Sandbox, http: re
     error = response.json()["error"]
     assert (error["code"], error["error_subcode"]) == (100, 2804003)
     assert set(error) == {"message", "type", "code", "error_subcode", "is_transient", "error_user_title",
-                          "error_user_msg", "fbtrace_id"}
+                          "error_user_msg", "error_data", "fbtrace_id"}
+    assert error["error_data"] == {"blame_field_specs": [["event_time"]]}  # the field, never which event
     assert "5" not in error["error_user_msg"].replace("62", "") and "index" not in response.text
     assert sb.events() == []
     assert sb.requests()[-1]["events"] == 7 and sb.requests()[-1]["error_subcode"] == 2804003

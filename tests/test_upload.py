@@ -234,6 +234,7 @@ def test_poison_events_are_isolated_by_bisection(ledger: Ledger) -> None:
     assert sorted(r.row for r in result.rejected) == sorted(i + 1 for i in bad)
     assert {(r.code, r.subcode) for r in result.rejected} == {(100, 2804003)}
     assert all(r.fbtrace_id and "Too Old" in r.message for r in result.rejected)
+    assert {r.field for r in result.rejected} == {"event_time"}  # the sandbox's blame_field_specs
     assert result.requests <= 2 * 3 * 10 + 1 and result.bisections <= 3 * 10
     assert ledger.counts(DATASET) == {"sent": 997, "failed": 3}
 

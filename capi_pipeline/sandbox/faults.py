@@ -152,8 +152,9 @@ _GRAPH_FAULTS: dict[str, tuple[int, int, int | None, str]] = {
 
 def graph_error(code: int, message: str, *, fbtrace_id: str, subcode: int | None = None,
                 is_transient: bool = False, title: str | None = None, user_msg: str | None = None,
-                type_: str = "OAuthException") -> dict[str, Any]:
-    """A Meta-shaped error body; `error_subcode`/`error_user_*` are left out when None, as Meta does."""
+                type_: str = "OAuthException", blame: list[str] | None = None) -> dict[str, Any]:
+    """A Meta-shaped error body; `error_subcode`/`error_user_*` are left out when None, as Meta does. `blame`: the
+    field's path, sent as `error_data.blame_field_specs` (capi.md §7: the error may carry it)."""
     error: dict[str, Any] = {"message": message, "type": type_, "code": code}
     if subcode is not None:
         error["error_subcode"] = subcode
@@ -162,6 +163,8 @@ def graph_error(code: int, message: str, *, fbtrace_id: str, subcode: int | None
         error["error_user_title"] = title
     if user_msg is not None:
         error["error_user_msg"] = user_msg
+    if blame:
+        error["error_data"] = {"blame_field_specs": [blame]}
     error["fbtrace_id"] = fbtrace_id
     return {"error": error}
 

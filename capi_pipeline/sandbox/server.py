@@ -438,7 +438,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(call, rejection.http_status, graph_error(
                 rejection.code, "(#100) " + rejection.title if rejection.code == 100 else rejection.title,
                 fbtrace_id=call.trace, subcode=rejection.subcode, title=rejection.title,
-                user_msg=rejection.message))
+                user_msg=rejection.message,
+                blame=rejection.field.split(".") if rejection.field and rejection.event_index is not None else None))
             return
         events = body["data"]
         try:
