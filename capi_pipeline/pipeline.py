@@ -122,6 +122,9 @@ def rule_settings_for(cfg: PipelineConfig) -> Any:
                         future_tolerance_s=cfg.rules.future_tolerance_s)
 
 
+DRY_RUN_REPORTS = "dry-run"  # a dry run's report goes to <output>/<name>/<date>/dry-run/ (unless --out says where)
+
+
 def validate(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, now: int | None = None) -> RunResult:
     """Contract and Meta's rules only: writes the report and the quarantine, sends nothing."""
     out = cfg.output_dir(date, out_dir)
@@ -143,6 +146,8 @@ def run(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, dry_run_
     `PARALLEL_MIN_ROWS` rows; 1: all in this process). Results do not depend on it.
     """
     out = cfg.output_dir(date, out_dir)
+    if dry_run_dir and out_dir is None:
+        out = out / DRY_RUN_REPORTS  # the day's real report stays as it is
     stats = RunStats(pipeline=cfg.name, date=date, mode="dry-run" if dry_run_dir else "run")
     tokens = _tokens(cfg, tokens, dry_run_dir)
     # started before pass 1, so the workers' imports overlap with the contract pass
@@ -361,6 +366,8 @@ def finalize_run(pipeline_path: str, date: str, *, run_dir: str) -> dict[str, An
         exit_code = max(exit_code, int(saved["exit_code"]))
     if not delivered_any:
         stats.mode = "validate"
+    if stats.mode == "dry-run":
+        out = out / DRY_RUN_REPORTS  # the day's real report stays as it is
     out.mkdir(parents=True, exist_ok=True)
     qpath = out / "quarantine.csv"
     with qpath.open("w", encoding="utf-8", newline="") as fh:
@@ -374,7 +381,7 @@ def finalize_run(pipeline_path: str, date: str, *, run_dir: str) -> dict[str, An
                 shutil.copyfileobj(src, fh)
     stats.quarantine_file = str(qpath)
     result = _finish(stats, out, exit_code=exit_code)
-    return {"report": str(result.report_path), "exit_code": exit_code, **stats.totals()}
+    return {"report": str(result.report_path), "exit_code": exit_code, "mode": stats.mode, **stats.totals()}
 
 
 def fetch_quality(pipeline_path: str, date: str, *, run_dir: str | None = None,

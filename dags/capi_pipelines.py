@@ -126,16 +126,18 @@ def airflow_errors() -> Iterator[None]:
 
 
 def partition_date(context: Any) -> str:
-    """The `date` param when given, else the run's logical date."""
+    """The `date` param when given, else the run's logical date (Airflow 3 runs may have none)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     override = (context["params"] or {}).get("date")
     if override:
         try:
             datetime.strptime(str(override), "%Y-%m-%d")
         except ValueError:
-            from airflow.sdk.exceptions import AirflowFailException
-
             raise AirflowFailException(f"param date={override!r} is not YYYY-MM-DD") from None
         return str(override)
+    if context.get("ds") is None:  # triggered without a logical date: nothing says which partition
+        raise AirflowFailException("this run has no logical date: trigger it with the `date` param (YYYY-MM-DD)")
     return str(context["ds"])
 
 
@@ -306,6 +308,7 @@ def build_dag(path: Path, doc: dict[str, Any]) -> Any:
             if result.get("exit_code"):
                 raise AirflowFailException(f"delivery incomplete; report at {result['report']}")
             # the asset event carries where the report is and its counts, never rows
+            # (a dry run's too, with mode "dry-run": consumers skip what is not mode "run")
             context["outlet_events"][report_asset].extra = {
                 k: v for k, v in result.items() if isinstance(v, (str, int, float, bool)) or v is None
             } | {"date": plan["date"], "files": len(delivered)}

@@ -77,7 +77,8 @@ def op_test(cmd):
     if not cmd.get("keep_retries"):
         for t in dag.tasks:  # a failure fails the run now instead of waiting for retry delays
             t.retries = 0
-    logical = dt.datetime.fromisoformat(cmd["logical_date"]).replace(tzinfo=dt.timezone.utc)
+    logical = (dt.datetime.fromisoformat(cmd["logical_date"]).replace(tzinfo=dt.timezone.utc)
+               if cmd["logical_date"] else None)
     started = time.perf_counter()
     dr = dag.test(logical_date=logical, run_conf=cmd.get("conf") or None)
     seconds = time.perf_counter() - started
@@ -316,6 +317,26 @@ def test_dry_run_sends_nothing(airflow: Driver, sandbox: Any, days: list[dt.date
     assert sandbox.stats()["requests"] == before
     bodies = list((pipeline.parent / "out" / "app_sample" / days[0].isoformat() / "_parts").rglob("dry_run/*.json"))
     assert bodies
+    # the rehearsal's report has its own folder (a delivered day's report is never replaced) and says what it is
+    extra = run["asset_events"][0]["extra"]
+    assert extra["mode"] == "dry-run"
+    assert Path(extra["report"]).parent == pipeline.parent / "out" / "app_sample" / days[0].isoformat() / "dry-run"
+    assert not (pipeline.parent / "out" / "app_sample" / days[0].isoformat() / "report.json").exists()
+
+
+def test_a_run_without_logical_date_needs_the_date_param(
+        airflow: Driver, sandbox: Any, days: list[dt.date], tmp_path: Path) -> None:
+    """Airflow 3 runs may have no logical date (a trigger without one): no `ds`, so the `date` param decides,
+    and without it the run fails at once with a message instead of a KeyError retried three times."""
+    sample("app", days[-1:], tmp_path / "wh", rows=30)
+    env = {"CAPI_PIPELINES_DIR": str(tmp_path / "wh"), **conn_env(sandbox.url)}
+    run = airflow.call("test", dag_id="capi_app_sample", logical_date=None, env=env, keep_retries=True)
+    assert run["state"] == "failed"
+    assert run["tis"]["prepare_run"]["state"] == "failed" and run["tis"]["prepare_run"]["try_number"] == 1
+    run = airflow.call("test", dag_id="capi_app_sample", logical_date=None, env=env,
+                       conf={"date": days[-1].isoformat()})
+    assert_success(run)
+    assert run["asset_events"][0]["extra"]["mode"] == "run"
 
 
 def test_bad_token_fails_at_once_without_retries(
