@@ -57,6 +57,7 @@ ACTION_SOURCES = frozenset({
 # CAPI fields whose source is a timestamp or a list of columns with positional meaning
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _DEFAULT_ENDPOINT = "https://graph.facebook.com"
+_ENDPOINT = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,12 @@ class PipelineConfig:
         return self.ledger if "://" in self.ledger else str(self.resolve(self.ledger))
 
     def with_endpoint(self, endpoint: str) -> PipelineConfig:
-        dests = tuple(dataclasses.replace(d, endpoint=endpoint.rstrip("/")) for d in self.destinations)
+        """Every destination sent to `endpoint` (`--endpoint`, a Connection's extra): checked as the YAML's is."""
+        endpoint = endpoint.strip().rstrip("/")
+        if not _ENDPOINT.match(endpoint):
+            raise ConfigurationError("endpoint override: must be an http(s) URL without query string "
+                                     "(a token goes in the Connection or token_env, never in a URL)")
+        dests = tuple(dataclasses.replace(d, endpoint=endpoint) for d in self.destinations)
         return dataclasses.replace(self, destinations=dests)
 
     def with_test_event_code(self, code: str) -> PipelineConfig:
@@ -344,7 +350,7 @@ def _destinations(r: _Reader, doc: dict) -> tuple[DestinationConfig, ...]:
         if not re.fullmatch(r"v\d+\.\d+", version):
             r.fail(f"{where}.api_version", "must look like v25.0")
         endpoint = (r.string(d, "endpoint", prefix=where) or _DEFAULT_ENDPOINT).rstrip("/")
-        if not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", endpoint):
+        if not _ENDPOINT.match(endpoint):
             r.fail(f"{where}.endpoint", "must be an http(s) URL without query string")
         out.append(DestinationConfig(
             dataset_id=dataset, api_version=version, endpoint=endpoint,

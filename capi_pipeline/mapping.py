@@ -33,9 +33,10 @@ import pyarrow.compute as pc
 
 from capi_pipeline.columns import PY_SPACE
 from capi_pipeline.config import FieldSource, PipelineConfig
+from capi_pipeline.errors import ContractViolation
 
-__all__ = ["DROPPED", "event_keys", "key_source_columns", "parse_event_time", "to_canonical",
-           "user_data_columns"]
+__all__ = ["DROPPED", "check_mapped_columns", "event_keys", "key_source_columns", "parse_event_time",
+           "source_columns", "to_canonical", "user_data_columns"]
 
 # canonical column "_dropped:<reason>:<path>": True where the source held a value that could not be sent (JSON text
 # that cannot be read or is not the shape Meta takes: invalid_json; a value outside Meta's enum: not_in_enum). The
@@ -308,13 +309,41 @@ def _columns(frame: pd.DataFrame, src: FieldSource) -> list[pd.Series]:
     n = len(frame)
     if src.const is not None:
         return [pd.Series([src.const] * n, dtype=object)]
-    return [frame[c] if c else pd.Series([None] * n, dtype=object) for c in src.columns]
+    return [_source(frame, c) for c in src.columns]
 
 
 def _single(frame: pd.DataFrame, src: FieldSource, n: int) -> pd.Series:
     if src.const is not None:
         return pd.Series([src.const] * n, dtype=object)
-    return frame[src.columns[0]]
+    return _source(frame, src.columns[0])
+
+
+def _source(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A source column; all missing where the chunk lacks it (a JSON-lines chunk without that key: pass 1 has
+    checked that the file's first chunk has every mapped column, `check_mapped_columns`) or for an empty slot."""
+    if column and column in frame.columns:
+        return frame[column]
+    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+
+
+def source_columns(cfg: PipelineConfig) -> list[str]:
+    """Every source column the pipeline reads: the mapping's, the event_id keys, the LDU consent column."""
+    cols = [c for src in cfg.mapping.values() for c in src.columns if c]
+    cols += key_source_columns(cfg)
+    if cfg.ldu.consent_column:
+        cols.append(cfg.ldu.consent_column)
+    return list(dict.fromkeys(cols))
+
+
+def check_mapped_columns(columns: Any, cfg: PipelineConfig, *, file: str) -> None:
+    """ContractViolation (exit 2) naming the file and the first column the pipeline YAML maps that `columns`
+    lacks: found in pass 1, before anything is sent."""
+    have = set(columns)
+    missing = [c for c in source_columns(cfg) if c not in have]
+    if missing:
+        raise ContractViolation(f"{file}: column {missing[0]!r} used by the pipeline YAML ({cfg.path.name}) is missing"
+                         + (f" (missing columns: {', '.join(missing)})" if len(missing) > 1 else ""),
+                         file=file, column=missing[0], rule="mapped_column_missing")
 
 
 def _as_text(values: Any) -> pd.Series:
@@ -582,7 +611,7 @@ def _extinfo(frame: pd.DataFrame, src: FieldSource, n: int) -> pd.Series:
     if src.const is not None:
         slots = ["" if v is None else _text(v) or "" for v in src.const]
         return pd.Series([slots] * n, dtype=object)
-    cols = [(_as_text(frame[c]).fillna("") if c else pd.Series([""] * n, dtype=object)).tolist()
+    cols = [(_as_text(_source(frame, c)).fillna("") if c else pd.Series([""] * n, dtype=object)).tolist()
             for c in src.columns]
     return pd.Series([list(row) for row in zip(*cols)] if cols else [[] for _ in range(n)], dtype=object)
 
@@ -597,13 +626,13 @@ def _event_id(frame: pd.DataFrame, cfg: PipelineConfig, mapped: Any, n: int) -> 
     if mapped is not None:
         return _as_text(mapped)
     if cfg.event_id.column:
-        return _as_text(frame[cfg.event_id.column])
+        return _as_text(_source(frame, cfg.event_id.column))
     if not cfg.event_id.keys:
         return pd.Series([None] * n, dtype=object)
     ids = None
     sep = pa.scalar(":", _TEXT)
     for k in cfg.event_id.keys:
-        part = _text_arrow(frame[k])
+        part = _text_arrow(_source(frame, k))
         # joined where both are present, else whichever is
         ids = part if ids is None else pc.coalesce(pc.binary_join_element_wise(ids, part, sep), ids, part)
     return pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object)

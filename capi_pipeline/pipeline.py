@@ -36,7 +36,7 @@ import pandas as pd
 
 from capi_pipeline import __version__, extract, mapping, payload
 from capi_pipeline.config import DestinationConfig, PipelineConfig, load_pipeline
-from capi_pipeline.errors import ConfigurationError, InputError
+from capi_pipeline.errors import CapiPipelineError, ConfigurationError, InputError, TerminalUploadError
 from capi_pipeline.report import QuarantineWriter, RunStats, write_json
 
 __all__ = [
@@ -129,7 +129,7 @@ def validate(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, now
     """Contract and Meta's rules only: writes the report and the quarantine, sends nothing."""
     out = cfg.output_dir(date, out_dir)
     stats = RunStats(pipeline=cfg.name, date=date, mode="validate")
-    with QuarantineWriter(out / "quarantine.csv") as quarantine:
+    with _report_on_failure(stats, out), QuarantineWriter(out / "quarantine.csv") as quarantine:
         stats.quarantine_file = str(quarantine.path)
         validations = _validate_partition(cfg, date, stats, quarantine)
         for _ in _events(cfg, validations, stats, quarantine, now=now):
@@ -153,7 +153,7 @@ def run(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, dry_run_
     # started before pass 1, so the workers' imports overlap with the contract pass
     pool = _transform_pool(cfg, partition_files(cfg, date), workers)
     try:
-        with QuarantineWriter(out / "quarantine.csv") as quarantine:
+        with _report_on_failure(stats, out), QuarantineWriter(out / "quarantine.csv") as quarantine:
             stats.quarantine_file = str(quarantine.path)
             validations = _validate_partition(cfg, date, stats, quarantine, pool=pool)
             exit_code = _deliver(cfg, date, validations, stats, quarantine, tokens=tokens, dry_run_dir=dry_run_dir,
@@ -236,6 +236,27 @@ def _tokens(cfg: PipelineConfig, tokens: Mapping[str, Any] | None, dry_run_dir: 
     return out
 
 
+@contextlib.contextmanager
+def _report_on_failure(stats: RunStats, out: Path) -> Iterator[None]:
+    """A run that stops on an error still writes its report (with the error under `errors`), so the day's
+    report always matches the quarantine file beside it; the error then goes on to the caller."""
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, CapiPipelineError):
+            text, code = f"{type(exc).__name__}: {exc}", exc.exit_code  # our messages carry no customer values
+        elif isinstance(exc, KeyboardInterrupt):
+            text, code = "interrupted", 130
+        else:  # unexpected: its text could hold anything, so only its type
+            text, code = f"{type(exc).__name__} (see the log)", 1
+        stats.errors.append(text)
+        try:
+            _finish(stats, out, exit_code=code)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            log.exception("could not write the report of a failed run to %s", out)
+        raise
+
+
 def _finish(stats: RunStats, out: Path, *, exit_code: int) -> RunResult:
     stats.finished_at = time.time()
     try:
@@ -280,17 +301,17 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
                 client = CapiClient(session, _client_settings(dest, tokens[dest.dataset_id], cfg))
                 result = upload.deliver(events, client=client, settings=settings, ledger=ledger, scope=scope,
                                         force=force, progress=progress)
+            except TerminalUploadError as exc:  # what was done before the stop still reaches report and quarantine
+                if (partial := getattr(exc, "result", None)) is not None:
+                    stats.delivery[dest.dataset_id] = _delivery_summary(partial)
+                    _quarantine_rejected(quarantine, partial, stats if first else None)
+                raise
             finally:
                 ledger.close()
                 session.close()
         stats.stage_seconds[f"deliver:{dest.dataset_id}"] += time.perf_counter() - started
         stats.delivery[dest.dataset_id] = _delivery_summary(result)
-        if result.rejected:
-            quarantine.write([{"file": r.file, "row": r.row, "event_name": r.event_name,
-                               "event_id": r.event_id, "rule": "meta_rejected", "field": r.field,
-                               "message": _meta_message(r)} for r in result.rejected])
-            if first:
-                stats.reject("meta", "meta_rejected", len(result.rejected))
+        _quarantine_rejected(quarantine, result, stats if first else None)
         if result.events_failed:
             exit_code = 1
     return exit_code
@@ -454,6 +475,16 @@ def _client_settings(dest: DestinationConfig, token: Any, cfg: PipelineConfig) -
         upload_tag=dest.upload_tag, namespace_id=dest.namespace_id)
 
 
+def _quarantine_rejected(quarantine: QuarantineWriter, result: Any, stats: RunStats | None) -> None:
+    """The events Meta refused on their own, as quarantine records (counted in `stats` when given)."""
+    if result.rejected:
+        quarantine.write([{"file": r.file, "row": r.row, "event_name": r.event_name, "event_id": r.event_id,
+                           "rule": "meta_rejected", "field": r.field, "message": _meta_message(r)}
+                          for r in result.rejected])
+        if stats is not None:
+            stats.reject("meta", "meta_rejected", len(result.rejected))
+
+
 def _meta_message(r: Any) -> str:
     parts = [f"Meta rejected the event (code {r.code}"]
     if r.subcode:
@@ -557,6 +588,7 @@ def _validate_file(cfg: PipelineConfig, validator: Any, path: Path, stats: RunSt
     for chunk in extract.read_chunks(path, cfg.source.format, cfg.source.batch_rows, name=name):
         if not checked:
             validator.check_table(chunk.frame, file=name)
+            mapping.check_mapped_columns(chunk.frame.columns, cfg, file=name)
             checked = True
         fv.rows += len(chunk.frame)
         res = validator.validate(chunk.frame, file=name, first_row=chunk.first_row)

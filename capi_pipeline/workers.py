@@ -668,13 +668,16 @@ def validate_tasks(cfg: Any, files: list[tuple[Path, str]], *, max_rows: int = V
     Consecutive chunks of one file go together (up to `max_rows` rows) and are validated in one GX call;
     the contract still looks for duplicates inside each chunk only, so the outcome is the same.
     """
-    from capi_pipeline import extract
+    from capi_pipeline import extract, mapping
 
     for i, (path, name) in enumerate(files):
         first = True
         group: list[Any] = []
         group_first = group_rows = 0
         for first_row, data in extract.read_raw(path, cfg.source.format, cfg.source.batch_rows, name=name):
+            if first and not group:  # the file's first chunk: what the pipeline YAML maps must be there
+                mapping.check_mapped_columns(data.schema.names if hasattr(data, "schema") else data.columns, cfg,
+                                             file=name)
             n = data.num_rows if hasattr(data, "num_rows") else len(data)
             if group and group_rows + n > max_rows:
                 yield i, name, group_first, group, first

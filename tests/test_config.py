@@ -109,3 +109,13 @@ def test_prehashed_columns_are_marked(tmp_path: Path) -> None:
     cfg = parse_pipeline(doc, tmp_path / "p.yaml")
     assert cfg.user_data.prehashed == ("email2",)
     assert not cfg.mapping["user_data.em"].prehashed  # only one of its two columns is pre-hashed
+
+
+@pytest.mark.parametrize("endpoint", ["http://h/?access_token=1", "ftp://x", "notaurl", "http://h/a b"])
+def test_an_endpoint_override_is_checked_like_the_yaml(endpoint: str, tmp_path: Path) -> None:
+    """`run --endpoint` and a Connection's extra go through the same check as destination.endpoint: a token in
+    a query string, or no http(s) URL at all, is exit 2 before anything is sent."""
+    cfg = parse_pipeline(_with(), tmp_path / "p.yaml")
+    with pytest.raises(ConfigurationError, match="endpoint override"):
+        cfg.with_endpoint(endpoint)
+    assert cfg.with_endpoint("http://127.0.0.1:8765/").destinations[0].endpoint == "http://127.0.0.1:8765"

@@ -191,3 +191,46 @@ def test_json_cells_that_cannot_be_sent_are_left_out_and_counted(tmp_path: Path,
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["events"]["values_dropped"] == {"custom_data.contents:invalid_json": 3}
     assert result.stats.totals()["events_delivered"] == result.stats.totals()["rows_valid"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_mapped_column_missing_from_a_later_file_stops_before_sending(tmp_path: Path, sandbox, yesterday,
+                                                                        workers: int) -> None:
+    """Pass 1 checks every column the YAML maps in every file (the contract lists only its own): a typo or a
+    file without the column is exit 2 naming file and column, before any request (it crashed mid-run)."""
+    from capi_pipeline.errors import ContractViolation
+
+    smp = generate("offline", 3000, yesterday, tmp_path / "wh", seed=6, bad_rate=0.0, part_rows=1000)
+    files = sorted((tmp_path / "wh").rglob("*.parquet"))
+    first = pd.read_parquet(files[0])
+    first["note"] = "x"
+    first.to_parquet(files[0], index=False)
+    yaml_text = Path(smp.pipeline_path).read_text(encoding="utf-8")
+    Path(smp.pipeline_path).write_text(yaml_text.replace("mapping:\n", "mapping:\n  custom_data.note: note\n", 1),
+                                       encoding="utf-8")
+    cfg = load_pipeline(smp.pipeline_path).with_endpoint(sandbox.url)
+    before = sandbox.stats().get("requests", 0)
+    with pytest.raises(ContractViolation, match=r"part-00001\.parquet: column 'note' used by the pipeline YAML") as err:
+        _run(cfg, yesterday, tmp_path / "out", workers=workers)
+    assert err.value.exit_code == 2 and err.value.rule == "mapped_column_missing"
+    assert sandbox.stats().get("requests", 0) == before
+
+
+def test_a_run_stopped_by_meta_still_writes_its_report(tmp_path: Path, yesterday) -> None:
+    """A terminal answer (a wrong token: code 190) stops the run, but report.json is written with the error, so
+    it never describes an older run than the quarantine file beside it."""
+    from capi_pipeline.errors import TerminalUploadError
+    from capi_pipeline.sandbox import SandboxConfig, run_sandbox
+
+    smp = generate("offline", 300, yesterday, tmp_path / "wh", seed=3)
+    with run_sandbox(SandboxConfig(host="127.0.0.1", port=0, token="the-right-token")) as sb:
+        cfg = load_pipeline(smp.pipeline_path).with_endpoint(sb.url)
+        with pytest.raises(TerminalUploadError):
+            _run(cfg, yesterday, tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["rows_read"] == 300 and report["mode"] == "run"
+    assert len(report["errors"]) == 1 and "TerminalUploadError" in report["errors"][0]
+    assert TOKEN not in json.dumps(report) and "the-right-token" not in json.dumps(report)
+    with (tmp_path / "out" / "quarantine.csv").open(encoding="utf-8") as fh:
+        quarantined = sum(1 for _ in csv.DictReader(fh))
+    assert quarantined == report["rows_rejected"] > 0
