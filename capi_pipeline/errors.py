@@ -61,6 +61,11 @@ class DeliveryError(CapiPipelineError):
         self.http_status = http_status
 
 
+class RunInProgressError(DeliveryError):
+    """Another run is delivering the same partition's file right now: wait for it, then run again (exit 1; on
+    Airflow the task's retries do the waiting)."""
+
+
 class TransientUploadError(DeliveryError):
     """Retry later with the same event ids."""
 
@@ -79,6 +84,7 @@ __all__ = [
     "ContractViolation",
     "DeliveryError",
     "InputError",
+    "RunInProgressError",
     "TerminalUploadError",
     "ThrottledError",
     "TransientUploadError",

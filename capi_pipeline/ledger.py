@@ -37,12 +37,16 @@ plain sqlite3 connections.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
+import os
+import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,7 +55,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from capi_pipeline.errors import ConfigurationError
+from capi_pipeline.errors import ConfigurationError, RunInProgressError
 
 __all__ = ["Key", "Ledger", "State"]
 
@@ -98,6 +102,31 @@ unindexed = sa.Table(
     # AUTOINCREMENT on SQLite: a plain rowid would start again at 1 once a flush empties the table
     sqlite_autoincrement=True,
 )
+leases = sa.Table(  # who is delivering which file of which partition right now (`Ledger.lease`)
+    "capi_ledger_leases", _metadata,
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),  # host:pid:random of the run holding it
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+LEASE_STALE_S = 90.0  # a lease not renewed for this long belongs to a run that died (renewed every 15 s)
+_LEASE_RENEW_S = 15.0
+
+
+def _lease_dead(owner: str, silent_s: float, stale_after_s: float) -> bool:
+    """Whether a lease's holder is gone: not renewed for `stale_after_s`, or its process no longer on this host."""
+    if silent_s > stale_after_s:
+        return True
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by someone else
+        return False
+    return False
 
 
 class Ledger:
@@ -314,6 +343,65 @@ class Ledger:
             # one row: an event's state is its batch's state (a bisected batch hands its events to its halves)
             conn.execute(batches.update().where(batches.c.batch_id == batch_id)
                          .values(state=state, fbtrace_id=fbtrace_id, reason=reason, updated_at=now))
+
+    # -- leases: one run at a time per file of a partition
+
+    @contextlib.contextmanager
+    def lease(self, names: Sequence[str], *, stale_after_s: float = LEASE_STALE_S) -> Iterator[None]:
+        """Hold `names` (scope/file) while delivering; RunInProgressError when another live run holds one.
+
+        The ledger alone cannot tell a run that died with batches in `sending` (resend them) from one still
+        sending them (resending would double them), so a run holds a lease on each file it delivers, renewed
+        every 15 s by a thread. A lease is taken over when its holder stopped renewing it for `stale_after_s`,
+        or at once when its process is gone from this host (a kill -9 and a re-run).
+        """
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        names = sorted(set(names))
+        self._acquire(names, owner, stale_after_s)
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(_LEASE_RENEW_S):
+                try:
+                    with self._writer.begin() as conn:
+                        conn.execute(leases.update().where(leases.c.owner == owner)
+                                     .values(heartbeat_at=time.time()))
+                except sa.exc.SQLAlchemyError as exc:  # a busy database: the next renewal will do
+                    log.warning("ledger: lease not renewed (%s)", type(exc).__name__)
+
+        thread = threading.Thread(target=renew, name="capi-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with self._writer.begin() as conn:
+                conn.execute(leases.delete().where(leases.c.owner == owner))
+
+    def _acquire(self, names: list[str], owner: str, stale_after_s: float) -> None:
+        try:
+            self._acquire_once(names, owner, stale_after_s)
+        except sa.exc.IntegrityError:  # another run inserted the same lease between our read and our write
+            raise RunInProgressError(f"{names[0]}: another run took this partition's lease at the same moment; "
+                                     f"wait for it to finish") from None
+
+    def _acquire_once(self, names: list[str], owner: str, stale_after_s: float) -> None:
+        now = time.time()
+        with self._lock, self._writer.begin() as conn:
+            held = {r.name: r for r in conn.execute(sa.select(leases).where(leases.c.name.in_(names)))}
+            for name in names:
+                row = held.get(name)
+                if row is None:
+                    conn.execute(leases.insert().values(name=name, owner=owner, heartbeat_at=now))
+                elif _lease_dead(row.owner, now - row.heartbeat_at, stale_after_s):
+                    conn.execute(leases.update().where(leases.c.name == name)
+                                 .values(owner=owner, heartbeat_at=now))
+                else:
+                    raise RunInProgressError(
+                        f"{name}: another run is delivering it (on {row.owner.split(':')[0]}, last seen "
+                        f"{now - row.heartbeat_at:.0f} s ago); running both would send its events twice. Wait for "
+                        f"it to finish (a run that died is taken over after {stale_after_s:.0f} s)")
 
     def flush(self) -> None:
         """Write the unindexed batches' keys into capi_ledger_events, sorted, in one transaction (any process's:

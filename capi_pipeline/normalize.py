@@ -104,10 +104,11 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")  # domain labels non-emp
 
 
 def _only(text: str, categories: str) -> str | None:
-    """NFC, lowercase, only the characters whose Unicode category starts with one of `categories`."""
+    """NFC, lowercase, only the characters whose Unicode category starts with one of `categories`; NFC again, as
+    a mark left next to a letter once what stood between them is gone composes with it ("A´" -> "á")."""
     kept = "".join(ch for ch in unicodedata.normalize("NFC", text).lower()
                    if unicodedata.category(ch)[0] in categories)
-    return kept or None
+    return unicodedata.normalize("NFC", kept) or None
 
 
 def _letters(text: str) -> str | None:

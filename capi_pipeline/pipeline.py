@@ -299,8 +299,10 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
             ledger = Ledger.open(cfg.ledger_location())
             try:
                 client = CapiClient(session, _client_settings(dest, tokens[dest.dataset_id], cfg))
-                result = upload.deliver(events, client=client, settings=settings, ledger=ledger, scope=scope,
-                                        force=force, progress=progress)
+                # one run at a time per file: a second one would resend what the first has in flight
+                with ledger.lease([f"{scope}/{fv.name}" for fv in validations]):
+                    result = upload.deliver(events, client=client, settings=settings, ledger=ledger, scope=scope,
+                                            force=force, progress=progress)
             except TerminalUploadError as exc:  # what was done before the stop still reaches report and quarantine
                 if (partial := getattr(exc, "result", None)) is not None:
                     stats.delivery[dest.dataset_id] = _delivery_summary(partial)

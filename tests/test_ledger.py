@@ -339,3 +339,55 @@ def test_batches_after_a_flush_are_never_taken_for_the_flushed_ones(tmp_path: Pa
         writer.mark_sending("b2", "ds", keys(2, prefix="f"))
         assert reader.states("ds", keys(2) + keys(2, prefix="f")) == {
             **dict.fromkeys(keys(2), "sent"), **dict.fromkeys(keys(2, prefix="f"), "sending")}
+
+
+# ---------------------------------------------------------------------------------------------- leases
+
+def test_a_second_run_of_the_same_file_is_refused_while_the_first_delivers(ledger: Ledger) -> None:
+    """Two runs of one partition at once would both send what neither has marked sent: the second is refused
+    (RunInProgressError, exit 1: Airflow's retries wait), other files go on, and the lease ends with its run."""
+    from capi_pipeline.errors import RunInProgressError
+
+    with ledger.lease(["p/2026-12-03/1/part-0.parquet", "p/2026-12-03/1/part-1.parquet"]):
+        with pytest.raises(RunInProgressError, match="part-1.parquet: another run is delivering it") as err:
+            with ledger.lease(["p/2026-12-03/1/part-1.parquet"]):
+                pass
+        assert err.value.exit_code == 1
+        with ledger.lease(["p/2026-12-03/1/part-2.parquet"]):  # another file of the day: its own lease
+            pass
+    with ledger.lease(["p/2026-12-03/1/part-1.parquet"]):  # released with the first run
+        pass
+
+
+def test_a_dead_run_s_lease_is_taken_over(ledger: Ledger) -> None:
+    """A run killed on this host (its pid gone) is taken over at once; one silent elsewhere after stale_after_s."""
+    import socket
+
+    from capi_pipeline.ledger import leases
+
+    now = time.time()
+    with ledger.engine.begin() as conn:
+        conn.execute(leases.insert().values(name="dead", owner=f"{socket.gethostname()}:999999999:x", heartbeat_at=now))
+        conn.execute(leases.insert().values(name="silent", owner="other-host:12:x", heartbeat_at=now - 60))
+        conn.execute(leases.insert().values(name="alive", owner="other-host:13:x", heartbeat_at=now))
+    with ledger.lease(["dead"]):
+        pass
+    with ledger.lease(["silent"], stale_after_s=30):
+        pass
+    from capi_pipeline.errors import RunInProgressError
+
+    with pytest.raises(RunInProgressError, match="on other-host"):
+        with ledger.lease(["alive"]):
+            pass
+
+
+def test_the_lease_is_renewed_while_the_run_goes_on(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    from capi_pipeline.ledger import leases
+
+    monkeypatch.setattr(ledger_module, "_LEASE_RENEW_S", 0.05)
+    with ledger.lease(["long"]):
+        with ledger.engine.begin() as conn:
+            first = conn.execute(leases.select()).one().heartbeat_at
+        time.sleep(0.3)
+        with ledger.engine.begin() as conn:
+            assert conn.execute(leases.select()).one().heartbeat_at > first

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -234,3 +235,36 @@ def test_a_run_stopped_by_meta_still_writes_its_report(tmp_path: Path, yesterday
     with (tmp_path / "out" / "quarantine.csv").open(encoding="utf-8") as fh:
         quarantined = sum(1 for _ in csv.DictReader(fh))
     assert quarantined == report["rows_rejected"] > 0
+
+
+def test_two_runs_of_one_day_at_once_never_send_twice(tmp_path: Path, yesterday) -> None:
+    """A CLI run overlapping an Airflow run (or a re-run started too early): the second is refused while the
+    first delivers (RunInProgressError, exit 1), so no event reaches Meta twice; afterwards a re-run sends none."""
+    import threading
+
+    from capi_pipeline.errors import RunInProgressError
+    from capi_pipeline.sandbox import SandboxConfig, run_sandbox
+
+    smp = generate("offline", 3000, yesterday, tmp_path / "wh", seed=4)
+    with run_sandbox(SandboxConfig(host="127.0.0.1", port=0, latency_ms=4000)) as sb:
+        cfg = load_pipeline(smp.pipeline_path).with_endpoint(sb.url)
+        first: dict[str, object] = {}
+        thread = threading.Thread(target=lambda: first.update(result=_run(cfg, yesterday, tmp_path / "o1")))
+        thread.start()
+        from capi_pipeline.ledger import Ledger, leases
+
+        with Ledger.open(cfg.ledger_location()) as ledger:  # the first run is delivering once it holds its lease
+            while thread.is_alive():
+                with ledger.engine.begin() as conn:
+                    if conn.execute(leases.select()).first() is not None:
+                        break
+                time.sleep(0.02)
+        with pytest.raises(RunInProgressError, match="another run is delivering it"):
+            _run(cfg, yesterday, tmp_path / "o2")
+        thread.join()
+        again = _run(cfg, yesterday, tmp_path / "o3")
+        stats = sb.stats()["datasets"][cfg.destinations[0].dataset_id]
+    delivered = first["result"].stats.totals()["events_delivered"]  # type: ignore[attr-defined]
+    assert first["result"].exit_code == 0 and delivered > 0  # type: ignore[attr-defined]
+    assert again.stats.totals()["events_delivered"] == 0
+    assert stats["duplicate_events"] == 0 and stats["unique_events"] == delivered
