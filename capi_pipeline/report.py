@@ -201,6 +201,21 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+WITHHELD = "<withheld>"
+
+
+def _identifiers_only(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record whose event_name / event_id can be shown: the row's ids, unless that id is the value a rule
+    rejected (an e-mail in event_name fails `value_not_allowed`: it is no id) or looks like an e-mail."""
+    out = rec
+    for key in ("event_name", "event_id"):
+        value = rec.get(key)
+        if isinstance(value, str) and ("@" in value or (rec.get("field") == key and rec.get("rule") !=
+                                                          "duplicate_event_id")):
+            out = {**out, key: WITHHELD}
+    return out
+
+
 class QuarantineWriter:
     """Append rejected-row records to `quarantine.csv` as they come (memory stays flat)."""
 
@@ -213,7 +228,7 @@ class QuarantineWriter:
         self.count = 0
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        self._writer.writerows(records)
+        self._writer.writerows(map(_identifiers_only, records))
         self.count += len(records)
 
     def close(self) -> None:

@@ -36,3 +36,27 @@ def test_values_dropped_reach_the_report_and_merge() -> None:
     whole.merge(RunStats.from_state(part.to_state()))  # Airflow's per-file parts go through to_state
     whole.merge(part)
     assert whole.to_dict()["events"]["values_dropped"] == {"custom_data.contents:invalid_json": 4}
+
+
+def test_quarantine_shows_ids_but_never_the_rejected_value(tmp_path: Path) -> None:
+    """event_name / event_id identify the row, unless that is the value a rule rejected (an e-mail typed into
+    event_name) or it looks like an e-mail: then `<withheld>`. A duplicate's event_id is the id, and is shown."""
+    import csv
+
+    from capi_pipeline.report import QuarantineWriter
+
+    with QuarantineWriter(tmp_path / "quarantine.csv") as q:
+        q.write([
+            {"file": "f", "row": 1, "event_name": "jane@example.com", "event_id": "O1", "rule": "value_not_allowed",
+             "field": "event_name", "message": "event_name is not one of the allowed values"},
+            {"file": "f", "row": 2, "event_name": "Purchase", "event_id": "O2", "rule": "duplicate_event_id",
+             "field": "event_id", "message": "dup"},
+            {"file": "f", "row": 3, "event_name": "Purchase", "event_id": "bob@example.org", "rule": "event_too_old",
+             "field": "event_time", "message": "old"},
+            {"file": "f", "row": 4, "event_name": "Lead", "event_id": "O4", "rule": "invalid_value",
+             "field": "custom_data.value", "message": "x"},
+        ])
+    rows = list(csv.DictReader((tmp_path / "quarantine.csv").open(encoding="utf-8")))
+    assert [(r["event_name"], r["event_id"]) for r in rows] == [
+        ("<withheld>", "O1"), ("Purchase", "O2"), ("Purchase", "<withheld>"), ("Lead", "O4")]
+    assert "example" not in (tmp_path / "quarantine.csv").read_text(encoding="utf-8")
