@@ -107,6 +107,9 @@ def _pipeline_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--out", type=Path, help="output folder for report and quarantine (default: the YAML's)")
 
 
+_FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -117,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except CapiPipelineError as exc:
         print(f"capi-pipeline {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except _FILE_ERRORS as exc:  # an --out / --dry-run folder that cannot be made or written: a usage error
+        print(f"capi-pipeline {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

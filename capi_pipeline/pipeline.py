@@ -252,8 +252,9 @@ def _report_on_failure(stats: RunStats, out: Path) -> Iterator[None]:
         stats.errors.append(text)
         try:
             _finish(stats, out, exit_code=code)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            log.exception("could not write the report of a failed run to %s", out)
+        except Exception as report_error:  # noqa: BLE001 - the original error matters more
+            log.warning("could not write the report of the failed run to %s (%s)", out,
+                        type(report_error).__name__)
         raise
 
 

@@ -368,6 +368,8 @@ def _short(exc: DeliveryError) -> str:
         parts.append(f"HTTP {exc.http_status}")
     if exc.code is not None:
         parts.append(f"code {exc.code}" + (f"/{exc.subcode}" if exc.subcode else ""))
+    if not exc.http_status and exc.code is None:  # no answer: the client's own words (a timeout, a refused
+        parts.append(str(exc).split(": ", 1)[-1])  # connection), which never name the URL
     return " ".join(parts)
 
 

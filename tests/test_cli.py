@@ -98,3 +98,18 @@ def test_default_country_none_means_no_default(given: str, expected: str | None)
     from capi_pipeline.cli import _default_country
 
     assert _default_country(given) == expected
+
+
+def test_an_out_folder_that_cannot_be_made_is_exit_2_without_traceback(tmp_path, capsys) -> None:
+    import datetime as dt
+
+    from capi_pipeline import cli
+    from capi_pipeline.sample import generate
+
+    day = dt.date(2026, 11, 20)
+    smp = generate("offline", 20, day, tmp_path / "wh")
+    (tmp_path / "a-file").write_text("x")
+    code = cli.main(["validate", str(smp.pipeline_path), "--date", day.isoformat(), "--out",
+                     str(tmp_path / "a-file" / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "a-file" in err and "Not a directory" in err and "Traceback" not in err
