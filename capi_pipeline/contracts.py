@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import difflib
 import importlib
 import importlib.util
 import logging
@@ -186,6 +187,15 @@ def load_contract(path: Path) -> Contract:
     return _Loader(path).contract(doc)
 
 
+# ODCS v3 schema property keys (the standard's SchemaProperty; extensions go under customProperties)
+_PROPERTY_KEYS = frozenset({
+    "id", "name", "physicalName", "physicalType", "logicalType", "logicalTypeOptions", "description",
+    "businessName", "authoritativeDefinitions", "tags", "customProperties", "primaryKey", "primaryKeyPosition",
+    "required", "unique", "partitioned", "partitionKeyPosition", "classification", "encryptedName",
+    "transformSourceObjects", "transformLogic", "transformDescription", "examples", "criticalDataElement",
+    "quality", "items", "properties"})
+
+
 class _Loader:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -278,6 +288,11 @@ class _Loader:
     def column(self, prop: Any, where: str) -> tuple[ColumnRule, list[Check], list[Check]]:
         if not isinstance(prop, dict):
             raise self.fail(where.rstrip("."), "must be a mapping")
+        for key in prop:  # a typo ("requred") would otherwise drop its check without a word
+            if key not in _PROPERTY_KEYS:
+                close = difflib.get_close_matches(str(key), sorted(_PROPERTY_KEYS), n=1)
+                raise self.fail(f"{where}{key}", "is not an ODCS v3 property key"
+                                + (f" (did you mean {close[0]!r}?)" if close else ""))
         name = self.get(prop, "name", where, str, required=True)
         logical = self.get(prop, "logicalType", where, str, required=True)
         if logical not in LOGICAL_TYPES:

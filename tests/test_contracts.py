@@ -142,6 +142,10 @@ LOAD_ERRORS = [
                               "implementation": {"type": "drop table"}}]), "implementation.type"),
     (_set("schema/0/quality/0/arguments/properties", ["event_name", "nope"]), "'nope'"),
     (_set(f"{P}/0/quality", [{"metric": "invalidValues", "mustBe": 0, "arguments": {}}]), "validValues"),
+    # a typo of a key would silently drop its check: not an ODCS property key, with the likely one
+    (_set(f"{P}/0/requred", True), "properties[0].requred: is not an ODCS v3 property key (did you mean 'required'?)"),
+    (_set(f"{P}/0/logicalTypeOption", {"pattern": "^x$"}), "did you mean 'logicalTypeOptions'?"),
+    (_set(f"{P}/0/mostly null.", None), "properties[0].mostly null.: is not an ODCS v3 property key"),
 ]
 
 
