@@ -395,8 +395,13 @@ class Ledger:
                 if row is None:
                     conn.execute(leases.insert().values(name=name, owner=owner, heartbeat_at=now))
                 elif _lease_dead(row.owner, now - row.heartbeat_at, stale_after_s):
-                    conn.execute(leases.update().where(leases.c.name == name)
-                                 .values(owner=owner, heartbeat_at=now))
+                    # only if nobody took it over since we read it (PostgreSQL re-checks after the row lock)
+                    taken = conn.execute(leases.update().where(
+                        leases.c.name == name, leases.c.owner == row.owner,
+                        leases.c.heartbeat_at == row.heartbeat_at).values(owner=owner, heartbeat_at=now))
+                    if taken.rowcount != 1:
+                        raise RunInProgressError(f"{name}: another run took over this dead run's lease at the "
+                                                 f"same moment; wait for it to finish")
                 else:
                     raise RunInProgressError(
                         f"{name}: another run is delivering it (on {row.owner.split(':')[0]}, last seen "
