@@ -212,8 +212,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _print_summary(name: str, result: Any, seconds: float | None = None) -> None:
     t = result.stats.totals()
     took = f" in {seconds:.1f}s" if seconds is not None else ""
+    sent = (f"dry run: events written {t['events_delivered']} (nothing sent)" if result.stats.mode == "dry-run"
+            else f"events sent {t['events_sent']}, delivered {t['events_delivered']}, failed {t['events_failed']}")
     print(f"[{name}] rows read {t['rows_read']}, rejected {t['rows_rejected']}, valid {t['rows_valid']}; "
-          f"events sent {t['events_sent']}, delivered {t['events_delivered']}, failed {t['events_failed']}"
+          f"{sent}"
           f"{', skipped (already sent) ' + str(t['events_skipped_already_sent']) if t['events_skipped_already_sent'] else ''}"
           f"{took}")
     by_rule = result.stats.rejected_by_rule

@@ -103,6 +103,8 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
                                                                           contents=path == "custom_data.contents")
         elif path in _ENUMS:
             out[path], out[f"{DROPPED}not_in_enum:{path}"] = _enum(_single(frame, src, n), _ENUMS[path])
+        elif path in _NUMBERS and src.const is None:
+            out[path], out[f"{DROPPED}invalid_number:{path}"] = _number(_single(frame, src, n))
         else:
             out[path] = _scalar(path, _single(frame, src, n), src)
     for key in ("action_source", "custom_data.currency"):
@@ -434,7 +436,7 @@ def _text(v: Any) -> str | None:
 def _scalar(path: str, values: pd.Series, src: FieldSource) -> pd.Series:
     if src.parse == "json":
         return _parse_json(values)[0]
-    if path in ("custom_data.value", "custom_data.predicted_ltv", "custom_data.net_revenue"):
+    if path in _NUMBERS:
         return pd.to_numeric(values, errors="coerce").astype(float)
     if path in ("custom_data.num_items", "app_data.advertiser_tracking_enabled",
                 "app_data.application_tracking_enabled"):
@@ -455,6 +457,18 @@ _TEXT_PATHS = frozenset({
     "custom_data.store_data.store_code", "custom_data.item_number", "custom_data.content_name",
     "custom_data.content_category", "custom_data.content_type", "custom_data.search_string", "custom_data.status",
     "custom_data.delivery_category", "custom_data.currency"})
+
+
+_NUMBERS = frozenset({"custom_data.value", "custom_data.predicted_ltv", "custom_data.net_revenue"})
+
+
+def _number(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Numbers as float (NaN: none), and which rows held text that is no number ("12,50", "abc": counted; a
+    Purchase without a number is then quarantined by the rules, another event goes out without its value)."""
+    nums = pd.to_numeric(values, errors="coerce").astype(float)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return nums, np.zeros(len(values), dtype=bool)
+    return nums, _as_text(values).notna().to_numpy(dtype=bool) & nums.isna().to_numpy(dtype=bool)
 
 
 def _enum(values: pd.Series, allowed: frozenset[str]) -> tuple[pd.Series, np.ndarray]:

@@ -699,6 +699,7 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
         prehashed = source_col in cfg.user_data.prehashed or cfg.mapping[col.split("#", 1)[0]].prehashed
         fields.append(normalize.RawField(key=key, values=canon[col], prehashed=prehashed))
     ud = normalize.normalize_user_data(fields, options)
+    stats.rows_normalized += len(canon)  # coverage_before's denominator: the rows whose keys were read
     for key, n in ud.present_before.items():
         stats.key_coverage_before[key] += n
     for (key, reason), n in ud.drops.items():

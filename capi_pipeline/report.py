@@ -39,6 +39,7 @@ class RunStats:
     rejected_by_rule: Counter = field(default_factory=Counter)
     rejected_by_stage: Counter = field(default_factory=Counter)  # contract / rules / user_data / meta
     events_built: int = 0
+    rows_normalized: int = 0  # rows that passed contract and rules, whose customer information was read
     events_by_name: Counter = field(default_factory=Counter)
     key_coverage_before: Counter = field(default_factory=Counter)
     key_coverage_after: Counter = field(default_factory=Counter)
@@ -135,7 +136,7 @@ class RunStats:
                     mine[k].update(c)
             elif f.name in ("files", "errors"):
                 mine.extend(x for x in theirs if x not in mine)
-            elif f.name == "rows_read" or f.name == "events_built":
+            elif f.name in ("rows_read", "events_built", "rows_normalized"):
                 setattr(self, f.name, mine + theirs)
             elif f.name == "delivery":
                 for ds, d in theirs.items():
@@ -162,7 +163,8 @@ class RunStats:
             "events": {"built": self.events_built, "by_event_name": dict(self.events_by_name.most_common()),
                        "values_dropped": dict(self.values_dropped.most_common())},
             "customer_information": {
-                "coverage_before": _ratios(self.key_coverage_before, self.rows_read),
+                # both over (nearly) the same rows: read from the rows that passed contract and rules, sent
+                "coverage_before": _ratios(self.key_coverage_before, self.rows_normalized),
                 "coverage_after": _ratios(self.key_coverage_after, self.events_built),
                 "fields_dropped": dict(self.fields_dropped.most_common()),
                 "hashed": dict(self.hashed), "prehashed": dict(self.prehashed),

@@ -76,6 +76,8 @@ def status_of(report: Mapping[str, Any]) -> tuple[str, str, str]:
         return "rejections", _AMBER, f"{rejected:,} rows were rejected; every valid row was handled"
     if report.get("mode") == "validate":
         return "ok", _GREEN, "every row passed validation"
+    if report.get("mode") == "dry-run":
+        return "ok", _GREEN, "dry run: every valid row's request body was written, nothing was sent"
     return "ok", _GREEN, "every valid row was delivered"
 
 
@@ -111,6 +113,8 @@ def _header(report: Mapping[str, Any], level: str, sentence: str, base_dir: Path
     tiles = []
     for key, label in _TILES:
         n = _int(report.get(key))
+        if key == "events_delivered" and report.get("mode") == "dry-run":
+            label = "events written (dry run, not sent)"
         cls = ""
         if key == "events_failed":
             cls = " bad" if n else " good"
@@ -161,7 +165,8 @@ def _customer_information(report: Mapping[str, Any]) -> str:
     out = []
     if keys:
         rows = [(k, _share(before.get(k)), _share(after.get(k))) for k in keys]
-        out.append('<h3>share of rows with a value, per user_data key: read vs sent after normalization</h3>'
+        out.append('<h3>share of rows with a value, per user_data key: read (rows that passed contract and rules) vs '
+                   'sent after normalization</h3>'
                    f'<p class="legend"><span style="background:{_GREY}"></span>read'
                    f'<span style="background:{_BLUE}"></span>sent</p>' + _paired_bars(rows))
     else:

@@ -362,3 +362,15 @@ def test_enum_fields_keep_only_meta_values(tmp_path: Path) -> None:
     assert canon["_dropped:not_in_enum:customer_segmentation"].tolist() == [False, True, False]
     assert canon["custom_data.content_type"].tolist() == ["product", "product_group", None]
     assert canon["_dropped:not_in_enum:custom_data.content_type"].tolist() == [False, False, True]
+
+
+def test_text_that_is_no_number_is_counted_when_left_out(tmp_path: Path) -> None:
+    """custom_data.value '12,50' or 'abc' on a Lead: the event goes without a value, and the report counts it
+    (custom_data.value:invalid_number); a Purchase without a number is quarantined by the rules instead."""
+    mapping = {"event_name": "ev", "event_time": "ts", "user_data.em": "email", "custom_data.value": "v"}
+    cfg = _cfg(tmp_path, mapping=mapping)
+    frame = pd.DataFrame({"ev": ["Lead"] * 4, "ts": ["2026-11-22T14:03:11Z"] * 4, "email": ["a@b.co"] * 4,
+                          "v": ["12,50", "abc", "12.5", None], "order_id": list("abcd"), "line": [1, 2, 3, 4]})
+    canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
+    assert canon["custom_data.value"].tolist()[2] == 12.5
+    assert canon["_dropped:invalid_number:custom_data.value"].tolist() == [True, True, False, False]

@@ -60,3 +60,21 @@ def test_quarantine_shows_ids_but_never_the_rejected_value(tmp_path: Path) -> No
     assert [(r["event_name"], r["event_id"]) for r in rows] == [
         ("<withheld>", "O1"), ("Purchase", "O2"), ("Purchase", "<withheld>"), ("Lead", "O4")]
     assert "example" not in (tmp_path / "quarantine.csv").read_text(encoding="utf-8")
+
+
+def test_coverage_before_is_over_the_rows_whose_keys_were_read() -> None:
+    """Customer keys are read from the rows that passed contract and rules: coverage_before divides by those,
+    not by every row read (a partition whose rows were all rejected showed 0% for keys every row held)."""
+    from capi_pipeline.report import RunStats
+
+    s = RunStats(pipeline="p", date="2026-12-03")
+    s.rows_read, s.rows_normalized, s.events_built = 10, 4, 4
+    s.key_coverage_before["em"] = 4
+    s.key_coverage_after["em"] = 3
+    ci = s.to_dict()["customer_information"]
+    assert ci["coverage_before"]["em"] == {"rows": 4, "share": 1.0}
+    assert ci["coverage_after"]["em"] == {"rows": 3, "share": 0.75}
+    merged = RunStats(pipeline="p", date="2026-12-03")
+    merged.merge(s)
+    merged.merge(s)
+    assert merged.rows_normalized == 8
