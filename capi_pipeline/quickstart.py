@@ -21,6 +21,7 @@ import json
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,19 +58,26 @@ NAME_TARGETS: dict[str, tuple[str, ...]] = {
     "event_name": ("event_name", "event", "event_type", "conversion_type"),
     "event_time": ("event_time", "event_timestamp", "event_ts", "event_ts_ms", "timestamp", "created_at", "ts",
                    "event_date", "order_time", "order_date", "conversion_time"),
-    "event_id": ("event_id",),
+    "event_id": ("event_id", "conversion_id", "call_id"),
     "action_source": ("action_source",),
-    "user_data.em": ("email", "e_mail", "email_address", "mail", "emailaddress", "email_addr"),
+    # English first, then German, French, Spanish, Italian, Dutch, Swedish spellings (accents folded)
+    "user_data.em": ("email", "e_mail", "email_address", "mail", "emailaddress", "email_addr", "e_mail_adresse",
+                     "courriel", "correo", "correo_electronico"),
     "user_data.ph": ("phone", "mobile", "msisdn", "phone_number", "tel", "telephone", "mobile_phone", "cell",
-                     "phonenumber", "mobile_number"),
-    "user_data.fn": ("first_name", "fname", "given_name", "firstname", "forename"),
-    "user_data.ln": ("last_name", "lname", "surname", "family_name", "lastname"),
-    "user_data.ge": ("gender", "sex"),
-    "user_data.db": ("dob", "birthdate", "date_of_birth", "birth_date", "birthday"),
-    "user_data.ct": ("city", "town"),
-    "user_data.st": ("state", "region", "province", "state_code"),
-    "user_data.zp": ("zip", "zip_code", "zipcode", "postal_code", "postcode", "postalcode"),
-    "user_data.country": ("country", "country_code"),
+                     "phonenumber", "mobile_number", "telefon", "telefonnummer", "handy", "mobil", "telefono",
+                     "telefoon", "cellulare"),
+    "user_data.fn": ("first_name", "fname", "given_name", "firstname", "forename", "vorname", "prenom", "nombre",
+                     "voornaam", "fornamn"),
+    "user_data.ln": ("last_name", "lname", "surname", "family_name", "lastname", "nachname", "apellido",
+                     "apellidos", "cognome", "achternaam", "efternamn"),
+    "user_data.ge": ("gender", "sex", "geschlecht", "sexe", "genero", "sesso", "geslacht", "kon"),
+    "user_data.db": ("dob", "birthdate", "date_of_birth", "birth_date", "birthday", "geburtsdatum",
+                     "date_de_naissance", "fecha_de_nacimiento", "data_di_nascita", "geboortedatum"),
+    "user_data.ct": ("city", "town", "ort", "stadt", "ville", "ciudad", "citta", "plaats", "stad"),
+    "user_data.st": ("state", "region", "province", "state_code", "bundesland", "provincia", "provincie"),
+    "user_data.zp": ("zip", "zip_code", "zipcode", "postal_code", "postcode", "postalcode", "plz",
+                     "postleitzahl", "code_postal", "codigo_postal", "cap", "postnummer"),
+    "user_data.country": ("country", "country_code", "land", "pays", "pais", "paese"),
     "user_data.external_id": ("customer_id", "loyalty_id", "crm_id", "external_id", "user_id", "member_id"),
     "user_data.client_ip_address": ("client_ip_address", "ip", "ip_address", "client_ip"),
     "user_data.client_user_agent": ("client_user_agent", "user_agent"),
@@ -80,9 +88,12 @@ NAME_TARGETS: dict[str, tuple[str, ...]] = {
     "user_data.lead_id": ("lead_id",),
     "user_data.fbc": ("fbc",),
     "user_data.fbp": ("fbp",),
-    "custom_data.order_id": ("order_id", "transaction_id", "order_number"),
-    "custom_data.value": ("value", "amount", "revenue", "total", "order_total"),
-    "custom_data.currency": ("currency", "currency_code"),
+    "custom_data.order_id": ("order_id", "transaction_id", "order_number", "order_no", "order_name",
+                             "invoice_id", "invoice_number", "receipt_id", "receipt_number", "bestellnummer",
+                             "auftragsnummer", "numero_de_commande", "numero_pedido"),
+    "custom_data.value": ("value", "amount", "revenue", "total", "order_total", "umsatz", "betrag", "montant",
+                          "importe", "importo", "bedrag"),
+    "custom_data.currency": ("currency", "currency_code", "wahrung", "waehrung", "devise", "moneda", "valuta"),
     "custom_data.contents": ("items", "contents", "line_items"),
     "custom_data.store_data.store_code": ("store_code", "store_id"),
     "app_data.advertiser_tracking_enabled": ("advertiser_tracking_enabled", "att"),
@@ -206,6 +217,9 @@ def infer(frame: pd.DataFrame, kind: Kind, logical_types: Mapping[str, str] | No
         target_path, why = _by_content(frame[col], set(chosen))
         if target_path is None:
             inf.unmapped[col] = why
+            if len(frame.columns) == 1 and any(sep in col for sep in (";", "\t", "|")):
+                inf.warnings.append(f"the file has one column named {col[:60]!r}: it looks separated by "
+                                    "';', tabs or '|'; CSV sources must use commas (export it again with ',')")
             continue
         chosen.setdefault(target_path, []).append((99, col))
         inf.how[col] = f"content: {why}"
@@ -242,14 +256,25 @@ def infer(frame: pd.DataFrame, kind: Kind, logical_types: Mapping[str, str] | No
 
 
 def _canon_name(name: str) -> str:
+    name = "".join(ch for ch in unicodedata.normalize("NFKD", name) if not unicodedata.combining(ch))  # Währung
     name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+# "Billing Zip", "shipping_city", "customer_email": the same field of an export's address or person block
+_PREFIX = re.compile(r"^(?:billing|shipping|bill|ship|customer|contact|buyer|client)_(.+)$")
+
+
 def _target_for(name: str) -> tuple[str, int] | None:
-    """(CAPI path, rank) for a canonical column name: exact, then minus a hash hint, then a secondary copy."""
+    """(CAPI path, rank) for a canonical column name: exact, then minus a hash hint, then a secondary copy,
+    then without a billing/shipping/customer prefix (ranked after any column without one)."""
     if name in _ALIAS:
         return _ALIAS[name]
+    m = _PREFIX.match(name)
+    if m and m.group(1) in _ALIAS and not m.group(1).startswith("name"):
+        path, rank = _ALIAS[m.group(1)]
+        return path, rank + (30 if name.startswith(("billing", "bill", "customer", "contact", "buyer", "client"))
+                             else 40)
     if name.replace("_", "") in _COMPACT:
         path, rank = _COMPACT[name.replace("_", "")]
         return path, rank + 20

@@ -198,6 +198,12 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     ("att", "app_data.advertiser_tracking_enabled"), ("notes", None), ("phone_alt", "user_data.ph"),
     ("city2", None), ("PostCode", "user_data.zp"), ("CountryCode", "user_data.country"),
     ("ZipCode", "user_data.zp"), ("IPAddress", "user_data.client_ip_address"),
+    # a Shopify-like export's address block, a German CRM, a call center (accents folded)
+    ("Billing Zip", "user_data.zp"), ("Billing Province", "user_data.st"), ("Shipping City", "user_data.ct"),
+    ("Billing Country", "user_data.country"), ("Billing Name", None), ("Telefon", "user_data.ph"),
+    ("PLZ", "user_data.zp"), ("Ort", "user_data.ct"), ("Vorname", "user_data.fn"), ("Nachname", "user_data.ln"),
+    ("Umsatz", "custom_data.value"), ("Währung", "custom_data.currency"), ("Bestellnummer", "custom_data.order_id"),
+    ("Prénom", "user_data.fn"), ("Código Postal", "user_data.zp"), ("call_id", "event_id"),
 ])
 def test_name_table(column: str, target: str | None) -> None:
     got = quickstart._target_for(quickstart._canon_name(column))
@@ -288,3 +294,11 @@ def test_check_without_token_is_a_configuration_error(sb: Any, tmp_path: Path, y
     with pytest.raises(ConfigurationError) as info:
         quickstart.cmd_check(_check_args(smp.pipeline_path, sb.url))
     assert info.value.exit_code == 2
+
+
+def test_a_semicolon_export_gets_a_hint() -> None:
+    """A ';'-separated CSV reads as one column: `init` says why nothing matched instead of leaving it at that."""
+    import pandas as pd
+
+    inf = quickstart.infer(pd.DataFrame({"call_id;agent;phone": ["1;a;+1 415 555 0134"]}), "offline")
+    assert any("separated by ';'" in w for w in inf.warnings)
