@@ -22,6 +22,7 @@ column-wise; other spellings keep the general pandas path.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -196,8 +197,20 @@ def _from_text(text: pd.Series, unit: str, timezone: str) -> pd.Series:
         result[numeric] = _from_numbers(pd.to_numeric(text[numeric], errors="coerce"), unit)[numeric]
     rest = ~numeric & text.notna()
     if rest.any():
-        result[rest] = _from_iso(text[rest], timezone)
+        result[rest] = _from_iso(text[rest].str.replace(_DOTTED, _dotted_iso, regex=True), timezone)
     return result
+
+
+# "01.12.2026 10:00" (German, Scandinavian, Swiss exports): always day.month.year; read as ISO
+_DOTTED = re.compile(r"^\s*(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+
+
+def _dotted_iso(m: re.Match[str]) -> str:
+    """`_DOTTED`'s match as ISO ("1.12.2026 9:05" -> "2026-12-01T09:05:00"); what follows it (a fraction, an
+    offset) is kept."""
+    day, month, year, hour, minute, second = m.groups()
+    date = f"{year}-{int(month):02d}-{int(day):02d}"
+    return date if hour is None else f"{date}T{int(hour):02d}:{minute}:{second or '00'}"
 
 
 def _from_iso_fast(text: pa.Array, at: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:

@@ -48,6 +48,10 @@ T = int(dt.datetime(2026, 11, 22, 14, 3, 11, tzinfo=dt.timezone.utc).timestamp()
     ("2026-11-01T01:30:00", "auto", "America/New_York", 1793511000),
     ("2026-11-01 01:30", "auto", "America/New_York", 1793511000),
     ("2026-03-08 02:30:00", "auto", "America/New_York", 1772953200),  # the skipped hour moves on to 03:00 EDT
+    ("22.11.2026 15:03:11", "auto", "Europe/Berlin", T),              # dotted: day.month.year, as in Europe
+    ("22.11.2026 15:03:11+01:00", "auto", "UTC", T),
+    ("22.11.2026 9:03", "auto", "America/New_York", T - 11),
+    ("31.11.2026 10:00", "auto", "UTC", None),
 ])
 def test_parse_event_time_strings(raw, unit, tz, expected) -> None:
     got = parse_event_time(pd.Series([raw], dtype=object), unit, tz).iloc[0]
