@@ -53,6 +53,17 @@ _ENUMS: dict[str, frozenset[str]] = {
     "custom_data.content_type": frozenset({"product", "product_group"}),
     "custom_data.delivery_category": frozenset({"in_store", "curbside", "home_delivery"}),
 }
+# Numbers in capi.md §4; text that is none is left out and counted (invalid_number)
+_NUMBERS = frozenset({"custom_data.value", "custom_data.predicted_ltv", "custom_data.net_revenue"})
+# Arrays in capi.md §4 even when one text column is mapped to them
+_ARRAY_PATHS = frozenset({"custom_data.content_ids"})
+# Strings in capi.md §2/§4 even when the warehouse types them as integers ("order_id": 1001 is no string; it is
+# the offline deduplication key): sent as text. Custom properties of any other name keep their numbers.
+_TEXT_PATHS = frozenset({
+    "event_name", "event_id", "action_source", "event_source_url", "custom_data.order_id",
+    "custom_data.store_data.store_code", "custom_data.item_number", "custom_data.content_name",
+    "custom_data.content_category", "custom_data.content_type", "custom_data.search_string", "custom_data.status",
+    "custom_data.delivery_category", "custom_data.currency"})
 
 # a time with its zone: "Z"/"z", "+05:30", "+0530" or the hour alone, "+05" (a date's "-03" is no offset)
 _TZ_SUFFIX = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
@@ -356,9 +367,10 @@ def check_mapped_columns(columns: Any, cfg: PipelineConfig, *, file: str) -> Non
     have = set(columns)
     missing = [c for c in source_columns(cfg) if c not in have]
     if missing:
-        raise ContractViolation(f"{file}: column {missing[0]!r} used by the pipeline YAML ({cfg.path.name}) is missing"
-                         + (f" (missing columns: {', '.join(missing)})" if len(missing) > 1 else ""),
-                         file=file, column=missing[0], rule="mapped_column_missing")
+        raise ContractViolation(
+            f"{file}: column {missing[0]!r} used by the pipeline YAML ({cfg.path.name}) is missing"
+            + (f" (missing columns: {', '.join(missing)})" if len(missing) > 1 else ""),
+            file=file, column=missing[0], rule="mapped_column_missing")
 
 
 def _as_text(values: Any) -> pd.Series:
@@ -459,20 +471,6 @@ def _scalar(path: str, values: pd.Series, src: FieldSource) -> pd.Series:
     if values.dtype.kind in "iub" and path not in _TEXT_PATHS:
         return values
     return _as_text(values)
-
-
-# Arrays in capi.md §4 even when one text column is mapped to them
-_ARRAY_PATHS = frozenset({"custom_data.content_ids"})
-# Strings in capi.md §2/§4 even when the warehouse types them as integers ("order_id": 1001 is no string; it is
-# the offline deduplication key): sent as text. Custom properties of any other name keep their numbers.
-_TEXT_PATHS = frozenset({
-    "event_name", "event_id", "action_source", "event_source_url", "custom_data.order_id",
-    "custom_data.store_data.store_code", "custom_data.item_number", "custom_data.content_name",
-    "custom_data.content_category", "custom_data.content_type", "custom_data.search_string", "custom_data.status",
-    "custom_data.delivery_category", "custom_data.currency"})
-
-
-_NUMBERS = frozenset({"custom_data.value", "custom_data.predicted_ltv", "custom_data.net_revenue"})
 
 
 def _number(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
