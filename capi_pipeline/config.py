@@ -77,6 +77,7 @@ class SourceConfig:
     format: Literal["parquet", "csv", "jsonl"] = "parquet"
     batch_rows: int = 100_000
     max_files: int = 10_000
+    delimiter: str = ","  # CSV only: "," or ";" (European exports), "\t" or "|"
 
 
 @dataclass(frozen=True)
@@ -222,13 +223,16 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineConfig:
         r.fail("name", "must be lowercase letters, digits and underscores, starting with a letter")
 
     src = r.mapping(doc.get("source"), "source", required=True)
-    r.known(src, "source", {"path", "format", "batch_rows", "max_files"})
+    r.known(src, "source", {"path", "format", "batch_rows", "max_files", "delimiter"})
     source = SourceConfig(
         path=r.string(src, "path", required=True, prefix="source"),
         format=r.choice(src, "format", ("parquet", "csv", "jsonl"), "parquet", prefix="source"),
         batch_rows=r.integer(src, "batch_rows", 100_000, low=1, prefix="source"),
         max_files=r.integer(src, "max_files", 10_000, low=1, prefix="source"),
+        delimiter=src.get("delimiter", ","),
     )
+    if source.delimiter not in (",", ";", "\t", "|"):
+        r.fail("source.delimiter", 'must be one of ",", ";", "\\t" (tab) or "|"')
     if "{date}" not in source.path:
         r.fail("source.path", "must contain {date} so each run reads one daily partition")
 

@@ -49,10 +49,11 @@ def display_name(path: Path, base: Path) -> str:
         return str(path)
 
 
-def read_chunks(path: Path, fmt: str, batch_rows: int, *, name: str | None = None) -> Iterator[Chunk]:
+def read_chunks(path: Path, fmt: str, batch_rows: int, *, name: str | None = None,
+                delimiter: str = ",") -> Iterator[Chunk]:
     """Stream a file as chunks of at most `batch_rows` rows; memory stays bounded by the chunk size."""
     label = name or str(path)
-    for first, data in read_raw(path, fmt, batch_rows, name=label):
+    for first, data in read_raw(path, fmt, batch_rows, name=label, delimiter=delimiter):
         try:
             frame = to_frame(data)
         except Exception as exc:
@@ -62,16 +63,17 @@ def read_chunks(path: Path, fmt: str, batch_rows: int, *, name: str | None = Non
         yield Chunk(file=label, first_row=first, frame=frame)
 
 
-def read_raw(path: Path, fmt: str, batch_rows: int, *, name: str | None = None) -> Iterator[tuple[int, Any]]:
+def read_raw(path: Path, fmt: str, batch_rows: int, *, name: str | None = None,
+             delimiter: str = ",") -> Iterator[tuple[int, Any]]:
     """`(first_row, data)` per chunk, `data` still as read: an Arrow RecordBatch (parquet) or a DataFrame.
 
     Same chunks and row numbers as `read_chunks`; a RecordBatch is cheap to hand to another process, and
-    `to_frame` turns either into the chunk's frame.
+    `to_frame` turns either into the chunk's frame. `delimiter`: a CSV's field separator (`source.delimiter`).
     """
     label = name or str(path)
     first = 1
     try:
-        for data in _frames(path, fmt, batch_rows):
+        for data in _frames(path, fmt, batch_rows, delimiter):
             yield first, data
             first += data.num_rows if hasattr(data, "num_rows") else len(data)
     except InputError:
@@ -112,7 +114,7 @@ def count_rows(path: Path, fmt: str) -> int | None:
         return None
 
 
-def _frames(path: Path, fmt: str, batch_rows: int) -> Iterator[pd.DataFrame]:
+def _frames(path: Path, fmt: str, batch_rows: int, delimiter: str = ",") -> Iterator[pd.DataFrame]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -124,13 +126,13 @@ def _frames(path: Path, fmt: str, batch_rows: int) -> Iterator[pd.DataFrame]:
     elif fmt == "csv":
         # Every CSV cell is text: types are the contract's and the mapping's business, not the reader's guess.
         reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=batch_rows,
-                             encoding="utf-8")
+                             encoding="utf-8", sep=delimiter)
         empty = True
         for frame in reader:
             empty = False
             yield frame
         if empty:
-            yield pd.read_csv(path, dtype=str, nrows=0)
+            yield pd.read_csv(path, dtype=str, nrows=0, sep=delimiter)
     elif fmt == "jsonl":
         reader = pd.read_json(path, lines=True, chunksize=batch_rows, dtype=False)
         for frame in reader:

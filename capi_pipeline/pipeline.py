@@ -588,7 +588,8 @@ def _validate_file(cfg: PipelineConfig, validator: Any, path: Path, stats: RunSt
     name = extract.display_name(path, cfg.base_dir)
     fv = FileValidation(path=path, name=name, rows=0)
     checked = False
-    for chunk in extract.read_chunks(path, cfg.source.format, cfg.source.batch_rows, name=name):
+    for chunk in extract.read_chunks(path, cfg.source.format, cfg.source.batch_rows, name=name,
+                                     delimiter=cfg.source.delimiter):
         if not checked:
             validator.check_table(chunk.frame, file=name)
             mapping.check_mapped_columns(chunk.frame.columns, cfg, file=name)
@@ -632,7 +633,8 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
     settings = rule_settings_for(cfg)
     options = normalize_options(cfg)
     for fv in validations:
-        for chunk in extract.read_chunks(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name):
+        for chunk in extract.read_chunks(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name,
+                                         delimiter=cfg.source.delimiter):
             built = transform_chunk(cfg, chunk, fv.rejected_rows, stats, quarantine, options=options,
                                     rule_settings=settings, seen=seen, now=clock)
             yield from built.blocks()

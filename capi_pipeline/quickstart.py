@@ -153,7 +153,8 @@ def read_sample(path: Path, rows: int = SAMPLE_ROWS) -> tuple[pd.DataFrame, dict
             return frame, {f.name: _arrow_logical(f.type) for f in pf.schema_arrow}
         if suffix == ".csv":
             # extract.py reads CSV as text, so the contract must call every column a string
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=rows)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=rows,
+                                sep=csv_delimiter(path))
             return frame, {c: "string" for c in frame.columns}
         if suffix in (".jsonl", ".ndjson", ".json"):
             frame = pd.read_json(path, lines=True, nrows=rows, dtype=False)
@@ -161,6 +162,19 @@ def read_sample(path: Path, rows: int = SAMPLE_ROWS) -> tuple[pd.DataFrame, dict
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read ({type(exc).__name__})") from None
     raise ConfigurationError(f"{path}: expected a .parquet, .csv or .jsonl file")
+
+
+def csv_delimiter(path: Path) -> str:
+    """The field separator of a CSV export, from its first lines: ",", or ";" (European spreadsheets), tab or
+    "|" when the sniffer finds one of those instead."""
+    import csv
+
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            head = fh.read(64 * 1024)
+        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ","
 
 
 def _arrow_logical(t: Any) -> str:
@@ -444,7 +458,7 @@ def _q(value: Any) -> str:
 
 
 def render_pipeline(inf: Inference, *, name: str, kind: Kind, source_path: str, dated: bool, fmt: str,
-                    contract: str, dataset_id: str, sample_name: str) -> str:
+                    contract: str, dataset_id: str, sample_name: str, delimiter: str = ",") -> str:
     """The pipeline YAML text, with comments saying what to review."""
     action_source = "app" if kind == "app" else "physical_store"
     lines = [
@@ -464,6 +478,7 @@ def render_pipeline(inf: Inference, *, name: str, kind: Kind, source_path: str, 
                      "(the sample's path had no date in it)")
     lines += [
         f"  format: {fmt}",
+        *([f"  delimiter: {_q(delimiter)}   # found in the sample"] if delimiter != "," else []),
         "  batch_rows: 50000",
         f"contract: {_q(contract)}   # starter contract written next to this file: tighten it",
         "destination:",
@@ -603,7 +618,9 @@ def init(sample: Path, *, kind: Kind, dataset_id: str, out_dir: Path, force: boo
                                              physical_name=source_path), encoding="utf-8")
     pipeline_path.write_text(render_pipeline(inf, name=stem, kind=kind, source_path=source_path, dated=dated,
                                              fmt=fmt, contract=contract_path.name, dataset_id=dataset_id,
-                                             sample_name=sample.name), encoding="utf-8")
+                                             sample_name=sample.name,
+                                             delimiter=csv_delimiter(sample) if fmt == "csv" else ","),
+                             encoding="utf-8")
     load_pipeline(pipeline_path)  # what we wrote must be a valid pipeline: fail here, not on the first run
     _check_contract(contract_path)
     return InitResult(pipeline_path=pipeline_path, contract_path=contract_path, inference=inf, rows_read=len(frame))

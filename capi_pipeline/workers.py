@@ -674,7 +674,8 @@ def validate_tasks(cfg: Any, files: list[tuple[Path, str]], *, max_rows: int = V
         first = True
         group: list[Any] = []
         group_first = group_rows = 0
-        for first_row, data in extract.read_raw(path, cfg.source.format, cfg.source.batch_rows, name=name):
+        for first_row, data in extract.read_raw(path, cfg.source.format, cfg.source.batch_rows, name=name,
+                                                delimiter=cfg.source.delimiter):
             if first and not group:  # the file's first chunk: what the pipeline YAML maps must be there
                 mapping.check_mapped_columns(data.schema.names if hasattr(data, "schema") else data.columns, cfg,
                                              file=name)
@@ -700,7 +701,8 @@ def chunk_tasks(cfg: Any, validations: Iterable[Any]) -> Iterator[tuple[str, int
     for fv in validations:
         rejected = np.fromiter(fv.rejected_rows, dtype=np.int64, count=len(fv.rejected_rows))
         rejected.sort()
-        for first_row, data in extract.read_raw(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name):
+        for first_row, data in extract.read_raw(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name,
+                                                delimiter=cfg.source.delimiter):
             n = data.num_rows if hasattr(data, "num_rows") else len(data)
             lo, hi = np.searchsorted(rejected, [first_row, first_row + n])
             yield fv.name, first_row, data, set(rejected[lo:hi].tolist())

@@ -61,6 +61,7 @@ def test_defaults_and_paths(tmp_path: Path) -> None:
     ({"name": "Bad Name"}, "name"),
     ({"source__path": "data/*.parquet"}, "source.path"),
     ({"source__format": "xlsx"}, "source.format"),
+    ({"source__delimiter": ":"}, "source.delimiter"),
     ({"destination__dataset_id": "abc"}, "destination.dataset_id"),
     ({"destination__api_version": "25"}, "destination.api_version"),
     ({"destination__endpoint": "http://x/?access_token=1"}, "destination.endpoint"),

@@ -302,3 +302,25 @@ def test_a_semicolon_export_gets_a_hint() -> None:
 
     inf = quickstart.infer(pd.DataFrame({"call_id;agent;phone": ["1;a;+1 415 555 0134"]}), "offline")
     assert any("separated by ';'" in w for w in inf.warnings)
+
+
+def test_init_finds_a_semicolon_delimiter_and_the_run_reads_with_it(tmp_path) -> None:
+    """European spreadsheets export ';'-separated CSV: init writes source.delimiter, and pass 1 reads with it."""
+    import datetime as dt
+
+    from capi_pipeline import pipeline
+    from capi_pipeline.config import load_pipeline
+
+    day = dt.date(2026, 12, 4)
+    part = tmp_path / "exports" / f"dt={day}"
+    part.mkdir(parents=True)
+    (part / "calls.csv").write_text(
+        "call_id;event_name;call_ts;phone;email;value;currency\n"
+        "C1;Lead;2026-12-04T10:00:00Z;+1 415 555 0134;a@example.com;12,5;EUR\n"
+        "C2;Lead;2026-12-04T11:00:00Z;+1 415 555 0135;b@example.com;9;EUR\n", encoding="utf-8")
+    result = quickstart.init(part / "calls.csv", kind="offline", dataset_id="1234567890", out_dir=tmp_path / "conf")
+    cfg = load_pipeline(result.pipeline_path)
+    assert cfg.source.delimiter == ";" and cfg.mapping["user_data.ph"].columns == ("phone",)
+    run = pipeline.validate(cfg, day.isoformat(), out_dir=tmp_path / "out", now=1796400000)
+    assert run.stats.rows_read == 2 and run.stats.totals()["rows_rejected"] == 0
+    assert run.stats.values_dropped["custom_data.value:invalid_number"] == 1  # "12,5": no decimal commas
