@@ -103,10 +103,17 @@ Rule = Callable[[Texts, "np.ndarray | None", NormalizeOptions], np.ndarray]  # d
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")  # domain labels non-empty: no "..", no trailing dot
 
 
+# Unicode files these as letters (modifier letters), but they are apostrophes and a calligraphic stretch:
+# "Марʼяна" must hash as "Мар'яна" does, "محـمد" as "محمد". (Not all modifier letters: Japanese "ー", "々" are
+# part of names.)
+_NOT_LETTERS = dict.fromkeys(map(ord, "\u02b9\u02ba\u02bb\u02bc\u02bd\u02be\u02bf\u0640\u07fa"))
+
+
 def _only(text: str, categories: str) -> str | None:
-    """NFC, lowercase, only the characters whose Unicode category starts with one of `categories`; NFC again, as
-    a mark left next to a letter once what stood between them is gone composes with it ("A´" -> "á")."""
-    kept = "".join(ch for ch in unicodedata.normalize("NFC", text).lower()
+    """NFC, lowercase, only the characters whose Unicode category starts with one of `categories` (without
+    `_NOT_LETTERS`); NFC again, as a mark left next to a letter once what stood between them is gone composes
+    with it ("A´" -> "á")."""
+    kept = "".join(ch for ch in unicodedata.normalize("NFC", text).lower().translate(_NOT_LETTERS)
                    if unicodedata.category(ch)[0] in categories)
     return unicodedata.normalize("NFC", kept) or None
 
