@@ -119,7 +119,8 @@ def column(values: pd.Series, *, explode: bool = True) -> Column:
     except TypeError:  # unhashable cells: lists
         codes, texts = None, None
     kind = "mixed" if texts is None else pd.api.types.infer_dtype(texts, skipna=False)
-    if kind == "string" and explode and (cells := _json_list_cells(texts, codes)) is not None:
+    arrow = pa.array(texts, type=pa.string()) if kind == "string" else None
+    if arrow is not None and explode and (cells := _json_list_cells(texts, codes, arrow)) is not None:
         return column(pd.Series(cells, index=values.index, dtype=object))
     if kind != "string" and explode and (texts is None or any(isinstance(v, (list, tuple, np.ndarray))
                                                               for v in texts)):
@@ -128,9 +129,7 @@ def column(values: pd.Series, *, explode: bool = True) -> Column:
         return Column(pos, long.codes, long.texts)
     if texts is None:  # unhashable cells, not exploded: each cell is its own text
         texts, codes = values.to_numpy(dtype=object).copy(), np.arange(len(values))
-    arrow = None
-    if kind == "string":
-        arrow = pa.array(texts, type=pa.string())
+    if arrow is not None:
         edge = np.flatnonzero(pc.binary_length(pc.utf8_trim(arrow, PY_SPACE)).to_numpy() !=
                               pc.binary_length(arrow).to_numpy())
         if edge.size:
@@ -174,10 +173,10 @@ def _arrow_column(values: pd.Series) -> Column:
 _SCALARS = (str, int, float)
 
 
-def _json_list_cells(texts: np.ndarray, codes: np.ndarray, arrow: pa.Array | None = None) -> np.ndarray | None:
-    """The cells again, each text that is a JSON array of scalars (`["a@x.com", "b@y.com"]`: several values in
-    one CSV cell) as that list; None when no text is one (the usual case, found by one Arrow test)."""
-    arrow = pa.array(texts, type=pa.string()) if arrow is None else arrow
+def _json_list_cells(texts: np.ndarray, codes: np.ndarray, arrow: pa.Array) -> np.ndarray | None:
+    """The cells again, each text (`arrow`: the same texts) that is a JSON array of scalars (`["a@x.com",
+    "b@y.com"]`: several values in one CSV cell) as that list; None when no text is one (the usual case, found
+    by one Arrow test)."""
     bracket = np.flatnonzero(pc.fill_null(pc.starts_with(pc.utf8_ltrim(arrow, PY_SPACE), "["), False)
                              .to_numpy(zero_copy_only=False))
     lists: dict[int, list[Any]] = {}
