@@ -131,20 +131,7 @@ def _alnum(text: str) -> str | None:
 PLACEHOLDERS: frozenset[str] = frozenset({"n/a", "#n/a", "n.a.", "null", "(null)", "<null>", "none", "undefined",
                                           "unknown", "-", "--", "?"})
 _PLACEHOLDER_SET = pa.array(sorted(PLACEHOLDERS), type=pa.string())
-
-
-def _no_placeholder(rule: Rule) -> Rule:
-    """`rule`, with the texts in `PLACEHOLDERS` (any case) dropped whatever the rule makes of them."""
-    def normalize(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-        out = rule(t, regions, options)
-        if len(t.py):
-            hit = pc.is_in(pc.utf8_lower(t.arrow), value_set=_PLACEHOLDER_SET).to_numpy(zero_copy_only=False)
-            if hit.any():
-                out = out.copy()
-                out[hit] = None
-        return out
-    normalize.__doc__ = f"{rule.__doc__} Placeholders (\"N/A\", \"null\", \"unknown\"...) are dropped."
-    return normalize
+_PLACEHOLDER_KEYS = frozenset({"fn", "ln", "ct", "st", "zp", "country", "external_id"})  # (`_plain` drops them)
 
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))  # soft hyphen, zero-width, BOM
@@ -384,12 +371,10 @@ def normalize_ph(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
 _DIGITS, _FB = (r"\d+", "[0-9]+"), (r"fb\.\d+\.\d+\.\S+", f"fb\\.[0-9]+\\.[0-9]+\\.[^{WS}]+")
 _RULES: dict[str, tuple[Rule, str]] = {  # key -> (rule over distinct texts, reason when it gives None)
     "em": (normalize_em, "invalid_email"), "ph": (normalize_ph, "invalid_phone"),
-    "fn": (_no_placeholder(normalize_name), "invalid_name"), "ln": (_no_placeholder(normalize_name), "invalid_name"),
+    "fn": (normalize_name, "invalid_name"), "ln": (normalize_name, "invalid_name"),
     "ge": (normalize_ge, "invalid_gender"), "db": (normalize_db, "invalid_date_of_birth"),
-    "ct": (_no_placeholder(normalize_ct), "invalid_city"), "st": (_no_placeholder(normalize_st), "invalid_state"),
-    "zp": (_no_placeholder(normalize_zp), "invalid_zip"),
-    "country": (_no_placeholder(normalize_country), "unknown_country"),
-    "external_id": (_no_placeholder(normalize_external_id), "invalid_external_id"),
+    "ct": (normalize_ct, "invalid_city"), "st": (normalize_st, "invalid_state"), "zp": (normalize_zp, "invalid_zip"),
+    "country": (normalize_country, "unknown_country"), "external_id": (normalize_external_id, "invalid_external_id"),
     "client_ip_address": (normalize_ip, "invalid_ip"), "client_user_agent": (normalize_text, "empty"),
     "fbc": (_shape(*_FB), "invalid_fbc"), "fbp": (_shape(*_FB), "invalid_fbp"),
     "subscription_id": (normalize_text, "empty"), "fb_login_id": (_shape(*_DIGITS), "invalid_fb_login_id"),
@@ -409,12 +394,17 @@ def _region_of(options: NormalizeOptions) -> str | None:
 
 
 def _plain(key: str, units: Units, todo: np.ndarray, options: NormalizeOptions) -> np.ndarray:
-    """The key's rule on units[todo], as a full-length array (None elsewhere)."""
+    """The key's rule on units[todo], as a full-length array (None elsewhere); `PLACEHOLDERS` dropped for
+    `_PLACEHOLDER_KEYS` whatever the rule makes of them."""
     rule, _ = _RULES[key]
     out = np.full(len(units.text_of), None, dtype=object)
     if todo.size:
         regions = units.regions[todo] if units.regions is not None else None
-        out[todo] = rule(units.texts.take(todo) if todo.size < len(out) else units.texts, regions, options)
+        texts = units.texts.take(todo) if todo.size < len(out) else units.texts
+        got = rule(texts, regions, options)
+        if key in _PLACEHOLDER_KEYS:
+            got[pc.is_in(pc.utf8_lower(texts.arrow), value_set=_PLACEHOLDER_SET).to_numpy(zero_copy_only=False)] = None
+        out[todo] = got
     return out
 
 
