@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SandboxProcess", "Timer", "bench_date", "fmt_mb", "peak_rss_mb", "print_ratio", "reset_peak_rss", "rss_mb", "timed"]
+__all__ = ["NullTransport", "SandboxProcess", "Timer", "bench_date", "fmt_mb", "peak_rss_mb", "print_ratio", "reset_peak_rss", "rss_mb", "timed"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # `python bench/x.py` from a checkout without an installed package
@@ -137,6 +137,44 @@ def load() -> str:
         return "load n/a"
     busy = " (machine busy: compare CPU seconds, not wall)" if one > (os.cpu_count() or 1) * 0.75 else ""
     return f"load {one:.1f}{busy}"
+
+
+class NullTransport:
+    """A `requests` transport that sends nothing: mounted on a session, it takes each prepared request (headers and
+    body already built, as they would go on the wire), counts its body's bytes and answers 200 with
+    `{"events_received": N, "messages": [], "fbtrace_id": ...}`, N set by `expect(n)` before each request.
+
+    Lets a bench time an HTTP client up to the socket without a server's CPU in the numbers.
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.body_bytes = 0
+        self._expected = 0
+
+    def expect(self, events: int) -> None:
+        self._expected = events
+
+    def send(self, request: Any, **_: Any) -> Any:
+        import requests
+
+        body = request.body or b""
+        self.requests += 1
+        self.body_bytes += len(body if isinstance(body, bytes) else body.encode())
+        response = requests.Response()
+        response.status_code = 200
+        response._content = (b'{"events_received":%d,"messages":[],"fbtrace_id":"bench"}' % self._expected)
+        response.headers["Content-Type"] = "application/json"
+        response.request, response.url, response.encoding = request, request.url, "utf-8"
+        return response
+
+    def close(self) -> None:
+        pass
+
+    def mount_on(self, session: Any) -> Any:
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, self)
+        return session
 
 
 class SandboxProcess:

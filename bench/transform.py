@@ -7,19 +7,27 @@ Generates N messy offline rows (sample generator, bad_rate 0.05), reads them int
 process and on the same in-memory frames (file reading is outside both timings):
 
   ours  pipeline.transform_chunk per chunk of `transform_rows` (mapping, Meta's rules, normalize + hash,
-        payload incl. LDU, each block of 125 events one JSON array), the blocks packed into request bodies of
-        1,000 (`upload.pack_requests`, orjson), as `pipeline.run` does for small partitions; no contract pass,
-        no quarantine file.
+        payload incl. LDU, each block of 125 events one JSON array), the blocks packed into requests of 1,000
+        (`upload.pack_requests`) and handed to `client.CapiClient.send` (orjson body, Bearer header) as
+        `pipeline.run` does for small partitions, up to a transport that sends nothing; no contract pass, no
+        quarantine file, no ledger.
         Then the same in `pipeline.run`'s worker processes (one per core, at most 2; what pipeline.run uses for
         this partition), which is the ratio on the last line (`--workers 1`: this process only).
   SDK   facebook-business 26, over the same rows as plain Python objects (object columns made outside its
         timing: iterating pandas' Arrow-backed text row by row is slower, and that is pandas, not the SDK): per
         row the code an SDK user writes (parse event_time, JSON items, gender word -> Gender), UserData /
-        CustomData / Content / Event, then `Event.normalize()` (the SDK's normalize +
-        hash, the part of `EventRequest.execute()` before HTTP) and the request params of 1,000 events exactly as
-        `EventRequest.get_params()` builds them. The SDK raises on a value it dislikes and so kills the whole
-        event; like its users must, we then test each value, drop the bad ones and normalize again. Every event
-        is normalized once (calling get_params() on a batch that raises would normalize twice: unfair to it).
+        CustomData / Content / Event, then `Event.normalize()` (the SDK's normalize + hash), and per 1,000 events
+        the rest of `EventRequest.execute()`: `get_params()` (one `json.dumps` per event), then
+        `AdsPixel.create_event` (parameter checks, the `data` list as JSON, the form body built by requests) on
+        the SDK's own `FacebookAdsApi`, up to the same kind of transport. The SDK raises on a value it dislikes
+        and so kills the whole event; like its users must, we then test each value, drop the bad ones and
+        normalize again. Every event is normalized once (calling get_params() on a batch that raises would
+        normalize twice: unfair to it).
+
+Both sides stop where their HTTP client hands the finished request to the socket (`_common.NullTransport`
+answers 200 and counts the body's bytes): neither a server's CPU nor the network is in the numbers. Until
+2026-12-05 the SDK side stopped at `get_params()`, before the SDK builds its body, while ours included our body's
+`orjson.dumps`; the line before the last still gives that older ratio.
 
 The SDK cannot express partner_id / partner_name and has no LDU-by-state helper: those parts are left out of its
 events (its job is smaller). The last line is the ratio of rows/s.
@@ -39,6 +47,7 @@ import math
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,10 +75,10 @@ def _load(rows: int, seed: int, work: Path) -> tuple[Any, list[Any], list[Path]]
 
 # ---------------------------------------------------------------------------------------------- ours
 
-def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
+def run_ours(cfg: Any, chunks: list[Any], *, now: int, wire: Wire, keep_phones: bool = False
              ) -> tuple[int, int, int, dict[tuple[str, int], Any]]:
     """(events, request bodies, body bytes, {(file, row): ph} when asked): `pipeline.run`'s path for small
-    partitions, events in blocks packed into requests of 1,000 and serialized as the uploader does."""
+    partitions, events in blocks packed into requests of 1,000 and handed to our client as the uploader does."""
     from capi_pipeline.pipeline import normalize_options, rule_settings_for, transform_chunk
     from capi_pipeline.report import RunStats
     from capi_pipeline.rules import SeenEvents
@@ -89,24 +98,45 @@ def run_ours(cfg: Any, chunks: list[Any], *, now: int, keep_phones: bool = False
                     phones[(e.file, e.row)] = e.body["user_data"].get("ph")
             yield from built.blocks()
 
-    return (*_requests(blocks()), phones)
+    return (*_requests(blocks(), wire), phones)
 
 
-def _requests(blocks: Any) -> tuple[int, int, int]:
-    """(events, request bodies, body bytes): `blocks` packed into requests of `BATCH` and serialized as the
-    uploader does (a worker's JSON arrays joined, never decoded; dicts by orjson)."""
-    import orjson
+@dataclass
+class Wire:
+    """One side's HTTP client on a `NullTransport`: everything up to the socket runs, nothing is sent."""
 
-    from capi_pipeline.payload import JsonArray, request_data
+    transport: c.NullTransport
+    client: Any  # ours: client.CapiClient; the SDK: its FacebookAdsApi (AdsPixel uses the default one)
+
+    def counts(self) -> tuple[int, int]:
+        return self.transport.requests, self.transport.body_bytes
+
+
+def our_wire(dataset_id: str) -> Wire:
+    """Our `client.CapiClient` (as `pipeline.run` builds it) on a session whose transport sends nothing."""
+    from capi_pipeline.client import CapiClient, ClientSettings, Secret, make_session
+
+    transport = c.NullTransport()
+    settings = ClientSettings(endpoint="https://graph.facebook.com", api_version="v25.0", dataset_id=dataset_id,
+                              token=Secret("bench-throwaway-token"))
+    return Wire(transport, CapiClient(transport.mount_on(make_session(1)), settings))
+
+
+def _requests(blocks: Any, wire: Wire) -> tuple[int, int, int]:
+    """(events, request bodies, body bytes): `blocks` packed into requests of `BATCH` and sent by our client as
+    the uploader does (a worker's JSON arrays joined, never decoded; dicts by orjson), up to the transport."""
+    from capi_pipeline.payload import request_data
     from capi_pipeline.upload import pack_requests
 
-    events = bodies = nbytes = 0
-    for request in pack_requests(blocks, BATCH):
+    requests_before, bytes_before = wire.counts()
+    events = 0
+    for i, request in enumerate(pack_requests(blocks, BATCH)):
         data = request_data(request)
-        nbytes += len(orjson.dumps({"data": data.fragment() if isinstance(data, JsonArray) else data}))
-        bodies += 1
+        wire.transport.expect(len(data))
+        wire.client.send(data, batch_id=f"bench-{i}")
         events += len(data)
-    return events, bodies, nbytes
+    requests_after, bytes_after = wire.counts()
+    return events, requests_after - requests_before, bytes_after - bytes_before
 
 
 def pool_tasks(cfg: Any, files: list[Path]) -> list[tuple[str, int, Any, set[int]]]:
@@ -131,13 +161,14 @@ def start_pool(cfg: Any, workers: int, warm: list[Any], now: int) -> Any:
     return pool
 
 
-def run_ours_pool(pool: Any, tasks: list[Any], *, now: int) -> tuple[int, int, int]:
+def run_ours_pool(pool: Any, tasks: list[Any], *, now: int, wire: Wire) -> tuple[int, int, int]:
     """(events, request bodies, body bytes): the same transform in the worker processes, as `pipeline.run` does
-    for large partitions; the main process marks duplicates and packs the workers' event blocks into request
-    bodies of 1,000 events as the uploader does (their JSON arrays joined, never decoded)."""
+    for large partitions; the main process marks duplicates and packs the workers' event blocks into requests of
+    1,000 events for our client as the uploader does (their JSON arrays joined, never decoded)."""
     from capi_pipeline.rules import SeenEvents
 
-    return _requests(b for result in pool.transform(tasks, seen=SeenEvents(), now=now) for b in result.events.blocks())
+    return _requests((b for result in pool.transform(tasks, seen=SeenEvents(), now=now)
+                      for b in result.events.blocks()), wire)
 
 
 # ---------------------------------------------------------------------------------------------- the SDK
@@ -264,17 +295,20 @@ def _drop_refused(event: Any, keys: list[str], sdk: Any, dropped: Counter) -> bo
 def _sdk_modules() -> Any:
     import types
 
+    from facebook_business.adobjects.adspixel import AdsPixel
     from facebook_business.adobjects.serverside.action_source import ActionSource
     from facebook_business.adobjects.serverside.content import Content
     from facebook_business.adobjects.serverside.custom_data import CustomData
     from facebook_business.adobjects.serverside.event import Event
     from facebook_business.adobjects.serverside.event_request import EventRequest
+    from facebook_business.adobjects.serverside.event_response import EventResponse
     from facebook_business.adobjects.serverside.gender import Gender
     from facebook_business.adobjects.serverside.normalize import Normalize
     from facebook_business.adobjects.serverside.user_data import UserData
 
-    return types.SimpleNamespace(ActionSource=ActionSource, Content=Content, CustomData=CustomData, Event=Event,
-                                 EventRequest=EventRequest, Gender=Gender, Normalize=Normalize,
+    return types.SimpleNamespace(ActionSource=ActionSource, AdsPixel=AdsPixel, Content=Content,
+                                 CustomData=CustomData, Event=Event, EventRequest=EventRequest,
+                                 EventResponse=EventResponse, Gender=Gender, Normalize=Normalize,
                                  UserData=UserData)
 
 
@@ -290,21 +324,44 @@ def sdk_input(chunks: list[Any]) -> list[Any]:
     return [Chunk(file=ch.file, first_row=ch.first_row, frame=ch.frame.astype(object)) for ch in chunks]
 
 
-def run_sdk(cfg: Any, chunks: list[Any], dataset_id: str, sdk: Any) -> tuple[int, int, int, Counter]:
-    """(events, request param sets, bytes of their `data`, values dropped per key)."""
+def sdk_wire() -> Wire:
+    """The SDK's own API object (`FacebookAdsApi.init`, as its users start) on a transport that sends nothing."""
+    from facebook_business.api import FacebookAdsApi
+
+    transport = c.NullTransport()
+    api = FacebookAdsApi.init(access_token="bench-throwaway-token", crash_log=False)
+    transport.mount_on(api._session.requests)
+    return Wire(transport, api)
+
+
+def run_sdk(cfg: Any, chunks: list[Any], dataset_id: str, sdk: Any, wire: Wire
+            ) -> tuple[int, int, int, Counter, float]:
+    """(events, requests, body bytes on the wire, values dropped per key, seconds spent after `get_params()`).
+
+    Per 1,000 events: what `EventRequest.execute()` does, on events the recovery loop has normalized once:
+    `get_params()` (one `json.dumps` per event), then `AdsPixel.create_event` (its parameter checks, the
+    `data` list encoded as JSON, the form body built by requests), up to the transport.
+    """
     tz = ZoneInfo(cfg.event_time.timezone)
     dropped: Counter = Counter()
-    events = bodies = nbytes = skipped = 0
+    events = skipped = 0
+    after_params = 0.0
+    requests_before, bytes_before = wire.counts()
     batch: list[tuple[Any, dict[str, Any]]] = []
 
     def flush() -> None:
-        nonlocal bodies, nbytes
+        nonlocal after_params
         request = sdk.EventRequest(pixel_id=dataset_id, events=[e for e, _ in batch])
         params = request.get_request_params()
         # what EventRequest.normalize() does, on the events already normalized once
         params["data"] = [json.dumps(d) for _, d in batch]
-        nbytes += sum(len(s) for s in params["data"])
-        bodies += 1
+        started = time.perf_counter()
+        wire.transport.expect(len(batch))
+        # the rest of EventRequest.execute(), verbatim
+        response = sdk.AdsPixel(dataset_id).create_event(fields=[], params=params)
+        sdk.EventResponse(events_received=response["events_received"], fbtrace_id=response["fbtrace_id"],
+                          messages=response["messages"])
+        after_params += time.perf_counter() - started
         batch.clear()
 
     for chunk in chunks:
@@ -323,14 +380,15 @@ def run_sdk(cfg: Any, chunks: list[Any], dataset_id: str, sdk: Any) -> tuple[int
     if batch:
         flush()
     dropped["_row_unusable"] = skipped
-    return events, bodies, nbytes, dropped
+    requests_after, bytes_after = wire.counts()
+    return events, requests_after - requests_before, bytes_after - bytes_before, dropped, after_params
 
 
 # ---------------------------------------------------------------------------------------------- phones
 
 def compare_phones(cfg: Any, chunks: list[Any], now: int, sdk: Any) -> dict[str, int]:
     """Per source phone on rows both sides send: the SDK dropped it, or hashed something other than ours."""
-    _, _, _, ours = run_ours(cfg, chunks, now=now, keep_phones=True)
+    _, _, _, ours = run_ours(cfg, chunks, now=now, wire=our_wire("1"), keep_phones=True)
     out: Counter = Counter()
     for chunk in chunks:
         phones = chunk.frame["phone"].tolist()
@@ -387,13 +445,13 @@ def _with_cpu_of(pids: list[int], run: Any) -> tuple[Any, ...]:
     return (*out, spent)
 
 
-def _warm_up(cfg: Any, chunks: list[Any], now: int, sdk: Any) -> None:
+def _warm_up(cfg: Any, chunks: list[Any], now: int, sdk: Any, ours: Wire, theirs: Wire) -> None:
     """Run both sides on a few rows first: lazy imports and first-call caches are not throughput."""
     from capi_pipeline.extract import Chunk
 
     few = [Chunk(file=chunks[0].file, first_row=1, frame=chunks[0].frame.head(200))] if chunks else []
-    run_ours(cfg, few, now=now)
-    run_sdk(cfg, sdk_input(few), "1", sdk)
+    run_ours(cfg, few, now=now, wire=ours)
+    run_sdk(cfg, sdk_input(few), "1", sdk, theirs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,12 +479,15 @@ def main(argv: list[str] | None = None) -> int:
           f" rows) in {work}; RSS now {c.fmt_mb(c.rss_mb())}", flush=True)
     now = int(time.time())
     sdk = _sdk_modules()  # imports (pycountry, phonenumbers...) stay outside both timings
-    _warm_up(cfg, chunks, now, sdk)
+    dataset_id = cfg.destinations[0].dataset_id
+    ours_wire, sdk_wire_ = our_wire(dataset_id), sdk_wire()
+    _warm_up(cfg, chunks, now, sdk, ours_wire, sdk_wire_)
 
     separate = c.reset_peak_rss()
-    t_ours, (ours_events, ours_bodies, ours_bytes, _) = fastest(args.repeat, lambda: run_ours(cfg, chunks, now=now))
+    t_ours, (ours_events, ours_bodies, ours_bytes, _) = fastest(args.repeat, lambda: run_ours(cfg, chunks, now=now,
+                                                                                      wire=ours_wire))
     ours_peak = c.peak_rss_mb()
-    print(f"  ours: {ours_events:,} events in {ours_bodies:,} request bodies ({ours_bytes / 2**20:,.1f} MiB JSON), "
+    print(f"  ours: {ours_events:,} events in {ours_bodies:,} request bodies ({ours_bytes / 2**20:,.1f} MiB JSON bodies), "
           f"{t_ours.seconds:.2f}s wall, {t_ours.cpu:.2f}s CPU, {c.rate(rows, t_ours.seconds)} rows (per CPU second "
           f"{c.rate(rows, t_ours.cpu)}), peak RSS {c.fmt_mb(ours_peak)}{_runs(t_ours)}", flush=True)
 
@@ -438,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         pids = [proc.pid for proc, _ in pool.workers]
         try:
             t_pool, (pool_events, pool_bodies, pool_bytes, spent) = fastest(
-                args.repeat, lambda: _with_cpu_of(pids, lambda: run_ours_pool(pool, tasks, now=now)))
+                args.repeat, lambda: _with_cpu_of(pids, lambda: run_ours_pool(pool, tasks, now=now, wire=ours_wire)))
         finally:
             pool.close()
         if (pool_events, pool_bodies) != (ours_events, ours_bodies):
@@ -457,15 +518,15 @@ def main(argv: list[str] | None = None) -> int:
 
     rows_for_sdk = sdk_input(chunks)
     c.reset_peak_rss()
-    dataset_id = cfg.destinations[0].dataset_id
-    t_sdk, (sdk_events, sdk_bodies, sdk_bytes, dropped) = fastest(
-        args.repeat, lambda: run_sdk(cfg, rows_for_sdk, dataset_id, sdk))
+    t_sdk, (sdk_events, sdk_bodies, sdk_bytes, dropped, sdk_after_params) = fastest(
+        args.repeat, lambda: run_sdk(cfg, rows_for_sdk, dataset_id, sdk, sdk_wire_))
     del rows_for_sdk
     sdk_peak = c.peak_rss_mb()
-    print(f"  SDK:  {sdk_events:,} events in {sdk_bodies:,} request param sets ({sdk_bytes / 2**20:,.1f} MiB "
-          f"JSON), {t_sdk.seconds:.2f}s wall, {t_sdk.cpu:.2f}s CPU, {c.rate(rows, t_sdk.seconds)} rows (per CPU "
-          f"second {c.rate(rows, t_sdk.cpu)}), peak RSS {c.fmt_mb(sdk_peak)}{_runs(t_sdk)}",
-          flush=True)
+    print(f"  SDK:  {sdk_events:,} events in {sdk_bodies:,} requests ({sdk_bytes / 2**20:,.1f} MiB form-encoded "
+          f"bodies), {t_sdk.seconds:.2f}s wall, {t_sdk.cpu:.2f}s CPU, {c.rate(rows, t_sdk.seconds)} rows (per CPU "
+          f"second {c.rate(rows, t_sdk.cpu)}), peak RSS {c.fmt_mb(sdk_peak)}{_runs(t_sdk)}", flush=True)
+    print(f"    of which after get_params() (create_event: parameter checks, the data list as JSON, the form body): "
+          f"{sdk_after_params:.2f}s", flush=True)
     print(f"  SDK refused values (dropped so the event could be sent): "
           f"{', '.join(f'{k} {v:,}' for k, v in sorted(dropped.items())) or 'none'}", flush=True)
     if not separate:
@@ -485,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ours in one process: {rows / t_ours.seconds / (rows / t_sdk.seconds):.1f}x the SDK; the ratio below "
           f"is for {workers} process{'es' if workers > 1 else ''} (pipeline.run's choice for this partition, or "
           f"--workers)", flush=True)
+    print(f"  against the SDK stopped at get_params() (this bench's baseline before 2026-12-05): "
+          f"{ours_rate / (rows / (t_sdk.seconds - sdk_after_params)):.1f}x", flush=True)
     c.print_ratio("transform speed-up vs facebook-business SDK", ours_rate, rows / t_sdk.seconds)
     return 0
 
