@@ -247,6 +247,10 @@ class CapiClient:
         self.events_url = f"{base}/{settings.api_version}/{settings.dataset_id}/events"
         self.quality_url = f"{base}/{settings.api_version}/dataset_quality"
         self._auth = _Bearer(settings.token.value)
+        # The proxy and CA-bundle variables (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...), read once for our
+        # host: with `trust_env` on, requests reads the whole environment again on every request (~0.6 ms each).
+        self._env = session.merge_environment_settings(self.events_url, {}, None, None, None)
+        session.trust_env = False
 
     def request_body(self, events: Sequence[dict]) -> dict:
         """Exactly what `send` POSTs (the token is not in it); a `payload.JsonArray` goes in as it is."""
@@ -299,7 +303,9 @@ class CapiClient:
         where = f"batch {batch_id}" if batch_id else "dataset_quality"
         try:
             return self.session.request(method, url, headers=headers, auth=self._auth,
-                                        timeout=self.settings.timeout_s, allow_redirects=False, **kwargs)
+                                        timeout=self.settings.timeout_s, allow_redirects=False,
+                                        proxies=self._env["proxies"], verify=self._env["verify"],
+                                        cert=self._env["cert"], **kwargs)
         except requests.Timeout:
             error: DeliveryError = TransientUploadError(
                 f"{where}: no answer within {self.settings.timeout_s:g}s", batch_id=batch_id)

@@ -255,6 +255,22 @@ def test_send_success(fake: FakeGraph) -> None:
     assert TOKEN not in json.dumps(call.body)
 
 
+def test_proxy_variables_are_read_once_when_the_client_is_made(fake: FakeGraph, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # HTTP_PROXY at creation sends the request through the proxy (here the fake, which gets the absolute URL);
+    # the environment is not read again for every request (requests would, ~0.6 ms each)
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake.url)
+    client = CapiClient(make_session(1), settings_for("http://graph.invalid"))
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    client.send(events(1), batch_id="b1")
+    assert [call.path for call in fake.calls] == ["/v25.0/1234567890/events"]
+    assert fake.calls[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    monkeypatch.setenv("NO_PROXY", "graph.invalid")  # read at creation too: a new client goes direct (and fails)
+    with pytest.raises(TransientUploadError, match="connection failed"):
+        CapiClient(make_session(1), settings_for("http://graph.invalid", timeout_s=2)).send(events(1), batch_id="b2")
+
+
 def test_a_netrc_entry_for_the_host_never_replaces_the_token(fake: FakeGraph, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # requests' own default reads ~/.netrc (or $NETRC) per request and, finding the host, sends Basic auth in
     # place of the Authorization header it was given: a 401 from Meta for a shared worker's unrelated .netrc
