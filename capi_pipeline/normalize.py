@@ -96,6 +96,10 @@ class UserDataResult:
     present_after: collections.Counter = field(default_factory=collections.Counter)
     prehashed: collections.Counter = field(default_factory=collections.Counter)
     hashed: collections.Counter = field(default_factory=collections.Counter)
+    # per row, for LDU (which needs the state itself, not its hash): the first `st` field's value normalized but
+    # not hashed, and the row's country as normalization read it (None: no valid one given, the default applied)
+    plain_st: np.ndarray | None = None
+    country: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------- per-key rules
@@ -445,7 +449,7 @@ def _passes_hashes(key: str, options: NormalizeOptions) -> bool:
 
 
 def _field(f: RawField, col: Column, regions: Regions | None, n: int, options: NormalizeOptions,
-           result: UserDataResult) -> Part:
+           result: UserDataResult, *, keep_plain: bool = False) -> Part:
     units = Units.of(col, regions, n)
     count = units.counts()
     hexes = np.zeros(len(units.text_of), dtype=bool)
@@ -466,6 +470,8 @@ def _field(f: RawField, col: Column, regions: Regions | None, n: int, options: N
         got = pd.notna(norm)
         dropped, reason = ~got & ~hexes, _RULES[f.key][1]
         ok = np.flatnonzero(got)
+        if keep_plain:
+            result.plain_st = _first_per_row(norm, units.of_entry, col.pos, n)
         if _hashes(f.key, options):
             result.hashed[f.key] += int(count[ok].sum())
             out[ok] = sha256_distinct(norm[ok], dedupe=f.key not in _MOSTLY_DISTINCT)
@@ -477,8 +483,20 @@ def _field(f: RawField, col: Column, regions: Regions | None, n: int, options: N
     return Part(f.key, col.pos, units.of_entry, out, dropped, reason)
 
 
-def _row_regions(fields: Sequence[RawField], cols: list[Column], n: int, options: NormalizeOptions) -> Regions:
-    """Each row's country: the first valid normalized `country` value, else the default country."""
+def _first_per_row(per_unit: np.ndarray, of_entry: np.ndarray, pos: np.ndarray | None, n: int) -> np.ndarray:
+    """Per row, the value of its first entry (None where it has none or the value is None)."""
+    per_entry = np.append(per_unit, None)[of_entry]
+    if pos is None:
+        return per_entry
+    out = np.full(n, None, dtype=object)
+    rows, first = np.unique(pos, return_index=True)
+    out[rows] = per_entry[first]
+    return out
+
+
+def _row_countries(fields: Sequence[RawField], cols: list[Column], n: int, options: NormalizeOptions
+                   ) -> np.ndarray:
+    """Each row's country: the first valid normalized `country` value; None where there is none."""
     per_row = np.full(n, None, dtype=object)
     known = np.zeros(n, dtype=bool)
     for f, col in zip(fields, cols):
@@ -491,8 +509,7 @@ def _row_regions(fields: Sequence[RawField], cols: list[Column], n: int, options
         first_rows, first = np.unique(rows[fresh], return_index=True)
         per_row[first_rows] = norm[units.of_entry[fresh[first]]]
         known[first_rows] = True
-    per_row[~known] = _region_of(options)
-    return Regions.of(per_row)
+    return per_row
 
 
 def normalize_user_data(fields: Sequence[RawField], options: NormalizeOptions, *,
@@ -509,11 +526,16 @@ def normalize_user_data(fields: Sequence[RawField], options: NormalizeOptions, *
             raise ValueError(f"user_data field {f.key} is not aligned with the other fields")
     result = UserDataResult(values={})
     cols = [column(f.values) for f in fields]
-    regions = _row_regions(fields, cols, n, options) if any(f.key in _COUNTRY_KEYS for f in fields) else None
+    regions = None
+    if any(f.key in _COUNTRY_KEYS for f in fields):
+        result.country = _row_countries(fields, cols, n, options)
+        regions = Regions.of(np.where(pd.isna(result.country), _region_of(options), result.country))
     parts: dict[str, list[Part]] = {}
     before: dict[str, np.ndarray] = {}
-    for f, col in zip(fields, cols):
-        part = _field(f, col, regions if f.key in _COUNTRY_KEYS else None, n, options, result)
+    first_st = next((i for i, f in enumerate(fields) if f.key == "st"), None)
+    for i, (f, col) in enumerate(zip(fields, cols)):
+        part = _field(f, col, regions if f.key in _COUNTRY_KEYS else None, n, options, result,
+                      keep_plain=i == first_st)
         parts.setdefault(f.key, []).append(part)
         seen = before.setdefault(f.key, np.zeros(n, dtype=bool))
         seen[col.rows(n)[col.codes >= 0]] = True

@@ -710,6 +710,7 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
     stats.prehashed.update(ud.prehashed)
     rejected_ud = ud.row_rejection.notna().to_numpy() if len(canon) else np.zeros(0, dtype=bool)
     values, present = ud.values, ud.present
+    keep_ud = None
     if rejected_ud.any():
         at = np.flatnonzero(rejected_ud)
         reasons = ud.row_rejection.to_numpy(dtype=object)[at].tolist()
@@ -717,17 +718,16 @@ def _transform_chunk(cfg: PipelineConfig, chunk: extract.Chunk, rejected_rows: s
         for reason, n in Counter(reasons).items():
             stats.reject("user_data", reason, n)
         keep_ud = ~rejected_ud
-        # the raw user_data columns are done with (LDU reads only the first country and state column)
-        later = [c for c in canon.columns if not c.startswith("user_data.") or c in ("user_data.country",
-                                                                                      "user_data.st")]
-        canon = canon.loc[keep_ud, later].reset_index(drop=True)
+        # the raw user_data columns are done with
+        canon = canon.loc[keep_ud, [c for c in canon.columns if not c.startswith("user_data.")]
+                          ].reset_index(drop=True)
         values = {k: s[keep_ud].reset_index(drop=True) for k, s in values.items()}
         present = {k: p[keep_ud] for k, p in present.items()}
     t3 = time.perf_counter()
 
     ldu_states = ldu_consent = None
-    if cfg.ldu.policy in ("by_state", "consent") and "user_data.st" in canon:
-        ldu_states = _plain_states(canon, options)
+    if cfg.ldu.policy in ("by_state", "consent"):
+        ldu_states = _us_states(ud, keep_ud)
     if cfg.ldu.policy == "consent" and cfg.ldu.consent_column:
         consent_src = frame[cfg.ldu.consent_column] if cfg.ldu.consent_column in frame else None
         ldu_consent = _consent(consent_src, first_rows, canon["_row"]) if consent_src is not None else None
@@ -801,21 +801,16 @@ def _source_column(cfg: PipelineConfig, canon_col: str) -> str | None:
     return src.columns[idx] if idx < len(src.columns) else None
 
 
-def _plain_states(canon: pd.DataFrame, options: Any) -> pd.Series:
-    """Normalized, unhashed 2-letter US state per row (LDU needs the state itself, not its hash)."""
-    import dataclasses
-
-    from capi_pipeline.normalize import normalize_key
-
-    plain = dataclasses.replace(options, hash=False)
-    country = None
-    if "user_data.country" in canon:
-        country, _ = normalize_key("country", canon["user_data.country"], country=None, options=plain)
-    states, _ = normalize_key("st", canon["user_data.st"], country=country, options=plain)
-    if country is not None:
-        us = country.isna() | (country == "us")
-        states = states.where(us, None)
-    return states
+def _us_states(ud: Any, keep: np.ndarray | None) -> pd.Series | None:
+    """Each kept row's US state for LDU, as normalization read it (the first `st` field, not hashed); None
+    outside the US. A row without a valid country counts as US, whatever the default country: LDU errs
+    towards applying."""
+    if ud.plain_st is None:
+        return None
+    states = ud.plain_st
+    if ud.country is not None:
+        states = np.where(pd.isna(ud.country) | (ud.country == "us"), states, None)
+    return pd.Series(states if keep is None else states[keep], dtype=object)
 
 
 def _consent(values: pd.Series, rows_kept: np.ndarray, rows_now: pd.Series) -> pd.Series:

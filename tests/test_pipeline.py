@@ -268,3 +268,33 @@ def test_two_runs_of_one_day_at_once_never_send_twice(tmp_path: Path, yesterday)
     assert first["result"].exit_code == 0 and delivered > 0  # type: ignore[attr-defined]
     assert again.stats.totals()["events_delivered"] == 0
     assert stats["duplicate_events"] == 0 and stats["unique_events"] == delivered
+
+
+def test_ldu_by_state_reads_each_rows_own_state_and_country(tmp_path: Path, yesterday) -> None:
+    # (state, country) -> the LDU state code sent, or None when LDU is off for the row; a row without a valid
+    # country counts as US (LDU errs towards applying), a state outside the US never does
+    from capi_pipeline import extract
+    from capi_pipeline.report import RunStats
+    from capi_pipeline.rules import SeenEvents
+
+    cases = [("California", "US", 1000), ("CA", None, 1000), (" colorado ", "usa", 1001), ("CA", "Canada", None),
+             ("TX", "Mexico", None), ("Texas", "N/A", 1005), ("NY", "US", None), (None, "US", None),
+             ("a" * 64, "US", None)]
+    smp = generate("offline", 60, yesterday, tmp_path / "wh", seed=5, bad_rate=0.0)
+    cfg = dataclasses.replace(load_pipeline(smp.pipeline_path), ldu=dataclasses.replace(
+        load_pipeline(smp.pipeline_path).ldu, policy="by_state"))
+    frame = pd.read_parquet(smp.files[0]).head(len(cases)).reset_index(drop=True)
+    frame["state"] = [s for s, _, _ in cases]
+    frame["country"] = [c for _, c, _ in cases]
+    frame["email"] = [f"ldu{i}@example.com" for i in range(len(cases))]  # every row keeps an identifier
+    built = pipeline.transform_chunk(cfg, extract.Chunk(file="f", first_row=1, frame=frame), set(),
+                                     RunStats(pipeline=cfg.name, date="d"), None,
+                                     options=pipeline.normalize_options(cfg),
+                                     rule_settings=pipeline.rule_settings_for(cfg), seen=SeenEvents(),
+                                     now=int(time.time()))
+    bodies = {row: body for row, body in zip(built.rows, (e for b in built.blocks() for e in b.bodies))}
+    assert len(bodies) == len(cases)
+    for i, (state, country, code) in enumerate(cases):
+        body = bodies[i + 1]
+        got = body.get("data_processing_options_state") if body["data_processing_options"] else None
+        assert got == code, (state, country, body["data_processing_options"])
