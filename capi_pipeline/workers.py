@@ -258,7 +258,7 @@ def _recv_message(conn: Connection) -> Any:
     return pickle.loads(memoryview(first)[4:], buffers=buffers)
 
 
-def _read_message(conn: Connection) -> bytearray:
+def _read_message(conn: Connection) -> bytearray | memoryview:
     """One message of `conn`, framed as `Connection.send_bytes` frames it, read straight into one buffer.
 
     `Connection.recv_bytes` asks `os.read` for all that remains on every call (an allocation of up to the
@@ -275,9 +275,10 @@ def _read_message(conn: Connection) -> bytearray:
     return _read_exactly(fd, size, started=True)
 
 
-def _read_exactly(fd: int, n: int, *, started: bool = False) -> bytearray:
-    """`n` bytes from `fd`; EOFError if it ends before a message began, OSError if in the middle of one."""
-    buf = bytearray(n)
+def _read_exactly(fd: int, n: int, *, started: bool = False) -> bytearray | memoryview:
+    """`n` bytes from `fd`; EOFError if it ends before a message began, OSError if in the middle of one. A large
+    message lands in a reused buffer (`_BUFFERS`) and comes back as a view of its first `n` bytes."""
+    buf = _BUFFERS.take(n)
     with memoryview(buf) as view:
         got = 0
         while got < n:
@@ -288,6 +289,48 @@ def _read_exactly(fd: int, n: int, *, started: bool = False) -> bytearray:
                 raise OSError("end of file in the middle of a message")
             got += k
     return buf
+
+
+class _Buffers:
+    """Receive buffers for large messages (a chunk's events' JSON, ~1 MB per 1,000 events), each reused once
+    nothing refers to it any more: the blocks of a chunk are views into its buffer until their requests are
+    built.
+
+    A fresh `bytearray` per message is zero-filled and faulted in page by page (~5,500 page faults per 25,000
+    events, ~45k per 200k rows in the pool run of bench/transform.py); a reused one is already resident. At most
+    `keep` buffers are held (`clear()` lets them go: `TransformPool.close`); messages below `floor` bytes get
+    their own.
+    """
+
+    def __init__(self, keep: int = 8, floor: int = 1 << 20) -> None:
+        self.keep, self.floor = keep, floor
+        self._held: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bytearray | memoryview:
+        if n < self.floor:
+            return bytearray(n)
+        with self._lock:
+            held = self._held
+            # free: referenced by this list alone (a view of a buffer holds a reference to it)
+            free = [i for i in range(len(held)) if sys.getrefcount(held[i]) == 2]
+            fits = [i for i in free if len(held[i]) >= n]
+            if fits:
+                return memoryview(held[min(fits, key=lambda i: len(held[i]))])[:n]
+            if len(held) >= self.keep and free:
+                held.pop(free[0])  # a free one too small: replaced by one that fits
+            if len(held) >= self.keep:
+                return bytearray(n)
+            buf = bytearray(n + n // 8)  # room for the next chunk's slightly larger JSON
+            held.append(buf)
+            return memoryview(buf)[:n]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
+_BUFFERS = _Buffers()
 
 
 def _rss_bytes() -> int | None:
@@ -426,6 +469,7 @@ class TransformPool:
 
     def close(self) -> None:
         self._close_workers()
+        _BUFFERS.clear()
         if self._docs_worker is not None:  # never asked for (the run failed): not waited for either
             proc, conn = self._docs_worker
             self._docs_worker = None

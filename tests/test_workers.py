@@ -86,9 +86,35 @@ def test_read_message_reads_what_send_bytes_framed(size: int) -> None:
     sender = threading.Thread(target=lambda: (theirs.send_bytes(data), theirs.send(("next", 1))))
     sender.start()
     got = _read_message(ours)
-    assert bytes(got) == data and isinstance(got, bytearray)
+    assert bytes(got) == data and isinstance(got, bytearray if size < 2**20 else memoryview)
     assert ours.recv() == ("next", 1)  # the framing left the stream at the next message
     sender.join()
+
+
+def test_large_messages_reuse_a_buffer_once_nothing_refers_to_it() -> None:
+    from capi_pipeline.workers import _Buffers
+
+    buffers = _Buffers(keep=2, floor=100)
+    small = buffers.take(99)
+    assert isinstance(small, bytearray) and len(small) == 99  # below the floor: its own, never held
+    first = buffers.take(1000)
+    assert isinstance(first, memoryview) and len(first) == 1000 and len(first.obj) == 1125
+    first[:3] = b"abc"
+    second = buffers.take(1000)
+    assert second.obj is not first.obj  # the first is still referred to
+    under = id(first.obj)  # (not the object: a reference would keep it busy)
+    blob = first[:10]  # a view of the view (a block of a chunk) keeps the buffer busy too
+    del first
+    assert isinstance(buffers.take(1000), bytearray)  # both held buffers busy, no room for a third: its own
+    del blob
+    again = buffers.take(1100)  # free now, and it fits (1,100 <= 1,125)
+    assert id(again.obj) == under and len(again) == 1100
+    assert isinstance(buffers.take(1000), bytearray)  # both busy again
+    del again, second
+    bigger = buffers.take(5000)  # too large for the free ones: one of them is replaced
+    assert len(bigger.obj) == 5625 and len(buffers._held) == 2
+    buffers.clear()
+    assert buffers._held == []
 
 
 def test_read_message_long_form_and_ends_of_stream() -> None:
