@@ -518,11 +518,11 @@ def _parse_json(values: pd.Series, *, contents: bool = False) -> tuple[pd.Series
         encoded = pc.dictionary_encode(arrow)
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         parsed = np.empty(len(encoded.dictionary) + 1, dtype=object)  # the extra slot: missing cells -> None
-        parsed[:-1] = _fragments_or_loads(encoded.dictionary)
         if contents:
-            parsed[:-1][~_contents_ok(parsed[:-1], encoded.dictionary)] = None
+            parsed[:-1] = _contents_or_none(encoded.dictionary)
             blank = pc.match_substring_regex(encoded.dictionary, _NOTHING)
         else:
+            parsed[:-1] = _fragments_or_loads(encoded.dictionary)
             blank = pc.equal(pc.binary_length(pc.utf8_trim_whitespace(encoded.dictionary)), 0)
         dropped = np.append(pd.isna(parsed[:-1]) & ~blank.to_numpy(zero_copy_only=False), False)
         return pd.Series(parsed[codes], index=values.index, dtype=object), dropped[codes]
@@ -537,24 +537,15 @@ def _parse_json(values: pd.Series, *, contents: bool = False) -> tuple[pd.Series
     parsed = np.empty(len(cells) + 1, dtype=object)
     parsed[:-1] = [_json_cell(v) for v in cells]
     if contents:
-        parsed[:-1][~_contents_ok(parsed[:-1], None)] = None
+        parsed[:-1] = [v if _has_ids(v) else None for v in parsed[:-1]]
     dropped = np.array([_dropped(v, p) and not (contents and p == []) for v, p in zip(cells, parsed[:-1])]
                        + [False], dtype=bool)
     return pd.Series(parsed[codes], index=values.index, dtype=object), dropped[codes]
 
 
-def _contents_ok(parsed: np.ndarray, texts: pa.Array | None) -> np.ndarray:
-    """Per parsed value: an array of objects, each with an "id" (`orjson.Fragment`s are judged on `texts`)."""
-    fragment = np.fromiter((isinstance(v, orjson.Fragment) for v in parsed), dtype=bool, count=len(parsed))
-    ok = np.zeros(len(parsed), dtype=bool)
-    if texts is not None and fragment.any():
-        at = np.flatnonzero(fragment)
-        ok[at] = pc.fill_null(pc.match_substring_regex(texts.take(pa.array(at)), _CONTENTS), False).to_numpy(
-            zero_copy_only=False)
-    for i in np.flatnonzero(~fragment).tolist():
-        v = parsed[i]
-        ok[i] = isinstance(v, list) and bool(v) and all(isinstance(o, dict) and "id" in o for o in v)
-    return ok
+def _has_ids(value: Any) -> bool:
+    """A parsed `contents` value as capi.md §4 has it: a non-empty array of objects, each with an "id"."""
+    return isinstance(value, list) and bool(value) and all(isinstance(o, dict) and "id" in o for o in value)
 
 
 def _dropped(cell: Any, parsed: Any) -> bool:
@@ -576,7 +567,22 @@ def _raw_text(s: pd.Series) -> pa.Array | None:
 def _fragments_or_loads(texts: pa.Array) -> list[Any]:
     """Each text as an `orjson.Fragment` when it is an array of flat objects in plain JSON (written into the
     request as it is: no objects built, none serialized again), else as `_loads` reads it."""
-    return _by_pattern(texts, _FLAT_OBJECTS, lambda t: list(map(orjson.Fragment, t.to_pylist())), _loads)
+    return _by_pattern(texts, _FLAT_OBJECTS, _fragments, _loads)
+
+
+def _contents_or_none(texts: pa.Array) -> list[Any]:
+    """`_fragments_or_loads` for `custom_data.contents`, None where a text is not contents (`_has_ids`): arrays
+    of flat objects that each have an "id" are found by one RE2 pass (`_CONTENTS`); other arrays of flat objects
+    are not, and are not read either; only the remaining texts are read and checked value by value."""
+    def rest(t: pa.Array) -> list[Any]:
+        return _by_pattern(t, _FLAT_OBJECTS, lambda flat: [None] * len(flat),
+                           lambda other: [v if _has_ids(v) else None for v in _loads(other)])
+
+    return _by_pattern(texts, _CONTENTS, _fragments, rest)
+
+
+def _fragments(texts: pa.Array) -> list[Any]:
+    return list(map(orjson.Fragment, texts.to_pylist()))
 
 
 def _by_pattern(texts: pa.Array, pattern: str, matching: Callable[[pa.Array], list[Any]],

@@ -126,6 +126,17 @@ def test_contents_must_be_objects_with_an_id(text: str, kept: bool, counted: boo
         assert (parsed.iloc[0] is not None) == kept and bool(dropped[0]) == counted and parsed.iloc[1] is None
 
 
+def test_contents_of_every_shape_in_one_column_keep_their_rows() -> None:
+    cases = [("[{\"id\": \"A\", \"quantity\": 1}]", True), ("[{\"sku\": \"X\"}]", False), ("{bad", False),
+             ("[{\"id\": \"A\", \"x\": [1]}]", True), ("[]", False), ("[{\"id\": 7}, {\"id\": 8}]", True),
+             ("[\"A\"]", False), (None, False)] * 3
+    for dtype in (object, "str"):
+        parsed, _ = _parse_json(pd.Series([t for t, _ in cases], dtype=dtype), contents=True)
+        assert [v is not None for v in parsed] == [k for _, k in cases]
+        assert [orjson.loads(orjson.dumps(v)) for v in parsed if v is not None] == \
+            [orjson.loads(t) for t, k in cases if k]
+
+
 def test_to_canonical(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
     frame = pd.DataFrame({
