@@ -412,22 +412,21 @@ class SeenEvents:
     def mark_hashes(self, h: np.ndarray) -> np.ndarray:
         """Bool per hash: seen in an earlier call or earlier in `h`; remembers the new ones."""
         h = np.asarray(h, dtype=np.uint64)
-        earlier = np.zeros(len(h), dtype=bool)
-        if len(h) and self._blocks:
-            order = np.argsort(h, kind="stable")
-            hs = h[order]  # sorted queries: each binary search starts where the last one ended (3x faster)
-            found = np.zeros(len(h), dtype=bool)
-            for block in self._blocks:
-                at = np.searchsorted(block, hs)
-                at[at == len(block)] = 0
-                found |= block[at] == hs
-            earlier[order] = found
-            del order, hs, found
-        within = pd.Series(h).duplicated(keep="first").to_numpy()
-        is_dup = earlier | within
-        fresh = np.unique(h[~is_dup])  # sorted
+        if not len(h):
+            return np.zeros(0, dtype=bool)
+        order = np.argsort(h, kind="stable")
+        hs = h[order]  # sorted: equal hashes in their order in `h`, so each run's first is the first occurrence
+        found = np.zeros(len(h), dtype=bool)
+        found[1:] = hs[1:] == hs[:-1]
+        for block in self._blocks:  # sorted queries: each binary search starts where the last one ended
+            at = np.searchsorted(block, hs)
+            at[at == len(block)] = 0
+            found |= block[at] == hs
+        fresh = hs[~found]  # sorted and unique
         if len(fresh):
             self._add(fresh)
+        is_dup = np.empty(len(h), dtype=bool)
+        is_dup[order] = found
         return is_dup
 
     def _add(self, fresh: np.ndarray) -> None:

@@ -255,6 +255,20 @@ def test_seen_events_hashes_of_text_columns_match_the_general_path(seed: int) ->
     assert h_a.tolist() == h_b.tolist()
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_mark_hashes_matches_a_set_over_calls_with_many_repeats(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    seen, reference = SeenEvents(), set()
+    for _ in range(30):
+        h = rng.integers(0, 400, size=int(rng.integers(0, 60)), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        expected = []
+        for v in h.tolist():
+            expected.append(v in reference)
+            reference.add(v)
+        assert seen.mark_hashes(h).tolist() == expected
+    assert len(seen) == len(reference)
+
+
 def test_seen_events_many_chunks_stay_sorted_and_linear() -> None:
     """200 chunks: remembered keys stay one sorted array (merged per chunk, never re-sorted as a whole)."""
     import time
