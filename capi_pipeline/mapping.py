@@ -135,13 +135,26 @@ def event_keys(frame: pd.DataFrame, cfg: PipelineConfig) -> dict[str, pd.Series]
 
     Needs only `key_source_columns(cfg)` of the frame, so the duplicate check can run apart from the rest.
     """
+    return {path: pd.Series(texts.to_numpy(zero_copy_only=False), dtype=object)
+            for path, texts in zip(_KEY_PATHS, event_key_texts(frame, cfg))}
+
+
+def event_key_texts(frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[pa.Array, pa.Array]:
+    """`event_keys` as Arrow texts (null: missing), before any Python object is made of them."""
     n = len(frame)
-    out: dict[str, Any] = {path: _scalar(path, _single(frame, src, n), src)
-                           for path, src in cfg.mapping.items() if path in _KEY_PATHS}
-    _default(out, "event_name", cfg, n)
-    name = out.get("event_name")
-    return {"event_name": _as_text(name) if name is not None else pd.Series([None] * n, dtype=object),
-            "event_id": _event_id(frame, cfg, out.get("event_id"), n)}
+    names = None
+    src = cfg.mapping.get("event_name")
+    if src is not None:
+        if src.parse == "json":  # (a JSON cell as an event name: the general path)
+            names = _text_arrow(_as_text(_scalar("event_name", _single(frame, src, n), src)))
+        else:  # `_scalar` of a text path is `_as_text`: the same texts, kept in Arrow
+            names = _text_arrow(_single(frame, src, n))
+    default = cfg.defaults.get("event_name")
+    if default is not None and (text := _text(default)) is not None:
+        names = pa.array([text] * n, type=_TEXT) if names is None else pc.fill_null(names, pa.scalar(text, _TEXT))
+    if names is None:
+        names = pa.nulls(n, type=_TEXT)
+    return names, _event_id(frame, cfg, n)
 
 
 def key_source_columns(cfg: PipelineConfig) -> list[str]:
@@ -653,17 +666,18 @@ def _list_cells(frame: pd.DataFrame, src: FieldSource, n: int) -> pd.Series:
     return pd.Series(rows, dtype=object)
 
 
-def _event_id(frame: pd.DataFrame, cfg: PipelineConfig, mapped: Any, n: int) -> pd.Series:
-    if mapped is not None:
-        return _as_text(mapped)
+def _event_id(frame: pd.DataFrame, cfg: PipelineConfig, n: int) -> pa.Array:
+    src = cfg.mapping.get("event_id")
+    if src is not None:
+        return _text_arrow(_as_text(_scalar("event_id", _single(frame, src, n), src)))
     if cfg.event_id.column:
-        return _as_text(_source(frame, cfg.event_id.column))
+        return _text_arrow(_source(frame, cfg.event_id.column))
     if not cfg.event_id.keys:
-        return pd.Series([None] * n, dtype=object)
+        return pa.nulls(n, type=_TEXT)
     ids = None
     sep = pa.scalar(":", _TEXT)
     for k in cfg.event_id.keys:
         part = _text_arrow(_source(frame, k))
         # joined where both are present, else whichever is
         ids = part if ids is None else pc.coalesce(pc.binary_join_element_wise(ids, part, sep), ids, part)
-    return pd.Series(ids.to_numpy(zero_copy_only=False), dtype=object)
+    return ids

@@ -452,8 +452,15 @@ def _key_hashes(canon: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         if s is None or s.dtype != object or \
                 pd.api.types.infer_dtype(s.to_numpy(), skipna=True) not in ("string", "empty"):
             return None
-        arrays.append(non_empty(pc.utf8_trim(pa.array(s.to_numpy(), type=pa.string(), from_pandas=True), PY_SPACE)))
-    keys = pc.binary_join_element_wise(arrays[0], arrays[1], "\x1f")  # null where either is missing
+        arrays.append(pa.array(s.to_numpy(), type=pa.string(), from_pandas=True))
+    return key_hashes(*arrays)
+
+
+def key_hashes(names: pa.Array, ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the keyed rows, their 64-bit key hashes) of Arrow texts (null: missing), each trimmed as
+    `str.strip()` does: what `SeenEvents.hashes` gives for a frame of these columns."""
+    names, ids = (non_empty(pc.utf8_trim(a.cast(pa.large_string()), PY_SPACE)) for a in (names, ids))
+    keys = pc.binary_join_element_wise(names, ids, pa.scalar("\x1f", pa.large_string()))  # null: either missing
     pos = np.flatnonzero(pc.is_valid(keys).to_numpy(zero_copy_only=False))
     if not len(pos):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)

@@ -10,7 +10,7 @@
     main generator: results in chunk order -> payload.EventBlock(bodies=JsonArray) -> upload.deliver
 
 Same chunks, same order, same duplicate decisions as the single-process path (the main process decides a
-chunk's duplicates before sending it, from `mapping.event_keys` of only its key columns), so event ids, batch
+chunk's duplicates before sending it, from `mapping.event_key_texts` of only its key columns), so event ids, batch
 ids, the quarantine and the report do not depend on the number of workers. Memory stays flat: at most `ahead`
 chunks are read but not yet consumed; pass 2 reads `pipeline.transform_rows` rows per chunk (at most 25,000)
 and a chunk's JSON goes back as raw bytes (out of band, never copied into a pickle), as the chunk's Arrow
@@ -110,9 +110,8 @@ class _KnownDuplicates:
 def mark_duplicates(cfg: Any, seen: Any, task: tuple[str, int, Any, set[int]]) -> np.ndarray:
     """The duplicate mask of one pass-2 task's rows (pass 1's rejections left out, as `transform_chunk` does),
     from only its key columns; `seen` remembers the new keys. Called in chunk order: the first occurrence wins."""
-    import pandas as pd
-
     from capi_pipeline import extract, mapping
+    from capi_pipeline.rules import key_hashes
 
     _, first_row, data, rejected = task
     cols = mapping.key_source_columns(cfg)
@@ -122,7 +121,11 @@ def mark_duplicates(cfg: Any, seen: Any, task: tuple[str, int, Any, set[int]]) -
     else:
         data = data[[c for c in cols if c in data.columns]]
     frame, _ = extract.without_rows(extract.to_frame(data), first_row, rejected)
-    return np.asarray(seen.mark(pd.DataFrame(mapping.event_keys(frame, cfg), index=frame.index)), dtype=bool)
+    pos, h = key_hashes(*mapping.event_key_texts(frame, cfg))  # what seen.mark(canon) hashes, kept in Arrow
+    dup = np.zeros(len(frame), dtype=bool)
+    if len(pos):
+        dup[pos] = seen.mark_hashes(h)
+    return dup
 
 
 def _serve(conn: Connection, init: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capi_pipeline.config import parse_pipeline
-from capi_pipeline.mapping import _parse_json, parse_event_time, to_canonical, user_data_columns
+from capi_pipeline.mapping import _parse_json, event_key_texts, parse_event_time, to_canonical, user_data_columns
 
 T = int(dt.datetime(2026, 11, 22, 14, 3, 11, tzinfo=dt.timezone.utc).timestamp())
 
@@ -389,3 +389,34 @@ def test_text_that_is_no_number_is_counted_when_left_out(tmp_path: Path) -> None
     canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
     assert canon["custom_data.value"].tolist()[2] == 12.5
     assert canon["_dropped:invalid_number:custom_data.value"].tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("variant", ["keys", "column", "mapped", "int_ids", "default_name", "default_only"])
+def test_event_key_texts_hash_like_the_canonical_frame(tmp_path: Path, variant: str) -> None:
+    """The pool's duplicate check (`event_key_texts` -> `rules.key_hashes`, no Python objects) decides exactly
+    as `SeenEvents.mark` on the canonical frame: same keyed rows, same hashes."""
+    from capi_pipeline.rules import SeenEvents, key_hashes
+
+    mapping = {"event_name": "ev", "event_time": "ts", "user_data.em": "email"}
+    extra: dict = {"event_id": {"keys": ["order_id", "line"]}}
+    if variant == "column":
+        extra = {"event_id": {"column": "order_id"}}
+    elif variant in ("mapped", "int_ids"):
+        mapping["event_id"] = "line" if variant == "int_ids" else "order_id"
+        extra = {}
+    elif variant == "default_name":
+        extra["defaults"] = {"event_name": " Lead ", "action_source": "physical_store"}
+    elif variant == "default_only":  # no event_name column: the default everywhere
+        del mapping["event_name"]
+        extra["defaults"] = {"event_name": "Purchase", "action_source": "physical_store"}
+    cfg = _cfg(tmp_path, mapping=mapping, **extra)
+    names = [" Purchase", "Purchase", None, "", "Lead", "\x1cPurchase", "Purchase"] * 3
+    ids = ["o1", " o1 ", "o2", "o3", None, "o1", ""] + ["o1", "o4", "o4", " ", "x", "o2", "o1"] * 2
+    frame = pd.DataFrame({"ev": pd.Series(names, dtype="str"), "ts": ["2026-11-22T14:03:11Z"] * 21,
+                          "email": ["a@b.co"] * 21, "order_id": pd.Series(ids, dtype=object),
+                          "line": pd.Series(range(21), dtype="int64") % 4})
+    canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
+    expected_pos, expected = SeenEvents.hashes(canon)
+    pos, h = key_hashes(*event_key_texts(frame, cfg))
+    assert pos.tolist() == expected_pos.tolist() and h.tolist() == expected.tolist()
+    assert SeenEvents().mark_hashes(h).any()  # the rows do repeat keys
