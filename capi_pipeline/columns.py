@@ -44,18 +44,36 @@ WS = r" \t\n\r\f\v\x1c-\x1f"  # PY_SPACE within ASCII, for RE2 character classes
 
 @dataclass
 class Texts:
-    """Distinct texts (trimmed, non-empty) as Python objects and as Arrow, with their ASCII flags."""
-    py: np.ndarray
+    """Distinct texts (trimmed, non-empty) as Arrow, with their ASCII flags, and as Python objects (`py`), made
+    only when a rule asks: most rules read the Arrow texts, and a str object per distinct email or phone would
+    be made for nothing (`some` converts a few)."""
+    _py: np.ndarray | None
     arrow: pa.Array
     ascii: np.ndarray
 
     @classmethod
-    def of(cls, py: np.ndarray, arrow: pa.Array | None = None) -> Texts:
+    def of(cls, py: np.ndarray | None, arrow: pa.Array | None = None) -> Texts:
         arrow = pa.array(py, type=pa.string()) if arrow is None else arrow
         return cls(py, arrow, pc.string_is_ascii(arrow).to_numpy(zero_copy_only=False))
 
+    @property
+    def py(self) -> np.ndarray:
+        if self._py is None:
+            self._py = self.arrow.to_numpy(zero_copy_only=False)
+        return self._py
+
+    def some(self, idx: np.ndarray) -> np.ndarray:
+        """`py[idx]`, without making the others."""
+        if self._py is not None:
+            return self._py[idx]
+        return self.arrow.take(pa.array(idx, type=pa.int64())).to_numpy(zero_copy_only=False)
+
+    def __len__(self) -> int:
+        return len(self.arrow)
+
     def take(self, idx: np.ndarray) -> Texts:
-        return Texts(self.py[idx], self.arrow.take(pa.array(idx, type=pa.int64())), self.ascii[idx])
+        return Texts(None if self._py is None else self._py[idx], self.arrow.take(pa.array(idx, type=pa.int64())),
+                     self.ascii[idx])
 
 
 def as_text(v: Any) -> str | None:
@@ -164,32 +182,33 @@ def _arrow_column(values: pd.Series) -> Column:
         # untrimmed or blank texts (not from mapping): the general path trims them
         return column(pd.Series(values.to_numpy(dtype=object), index=values.index, dtype=object))
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    texts = distinct.to_numpy(zero_copy_only=False)
+    texts = Texts.of(None, distinct)
     if (cells := _json_list_cells(texts, codes, distinct)) is not None:
         return column(pd.Series(cells, index=values.index, dtype=object))
-    return Column(None, codes, Texts.of(texts, distinct))
+    return Column(None, codes, texts)
 
 
 _SCALARS = (str, int, float)
 
 
-def _json_list_cells(texts: np.ndarray, codes: np.ndarray, arrow: pa.Array) -> np.ndarray | None:
+def _json_list_cells(texts: np.ndarray | Texts, codes: np.ndarray, arrow: pa.Array) -> np.ndarray | None:
     """The cells again, each text (`arrow`: the same texts) that is a JSON array of scalars (`["a@x.com",
     "b@y.com"]`: several values in one CSV cell) as that list; None when no text is one (the usual case, found
     by one Arrow test)."""
     bracket = np.flatnonzero(pc.fill_null(pc.starts_with(pc.utf8_ltrim(arrow, PY_SPACE), "["), False)
                              .to_numpy(zero_copy_only=False))
     lists: dict[int, list[Any]] = {}
-    for i in bracket.tolist():
+    candidates = texts.some(bracket) if isinstance(texts, Texts) else texts[bracket]
+    for i, text in zip(bracket.tolist(), candidates.tolist()):
         try:
-            value = json.loads(texts[i])
+            value = json.loads(text)
         except ValueError:
             continue
         if isinstance(value, list) and all(isinstance(v, _SCALARS) and not isinstance(v, bool) for v in value):
             lists[i] = value
     if not lists:
         return None
-    distinct = np.append(texts.astype(object), None)
+    distinct = np.append((texts.py if isinstance(texts, Texts) else texts).astype(object), None)
     for i, value in lists.items():
         distinct[i] = value
     return distinct[codes]
@@ -209,16 +228,16 @@ def explode_cells(cells: np.ndarray) -> tuple[np.ndarray, pd.Series]:
 def each(t: Texts, ascii_rule: Callable[[pa.Array], pa.Array | np.ndarray] | None, rule: Callable[[str], str | None]
           ) -> np.ndarray:
     """`rule` on every distinct text: ASCII texts through its vectorized twin `ascii_rule` (null = dropped)."""
-    out = np.full(len(t.py), None, dtype=object)
-    rest = np.arange(len(t.py))
+    out = np.full(len(t), None, dtype=object)
+    rest = np.arange(len(t))
     if ascii_rule is not None:
         a = np.flatnonzero(t.ascii)
         if a.size:
-            got = ascii_rule(t.arrow if a.size == len(t.py) else t.arrow.take(pa.array(a)))
+            got = ascii_rule(t.arrow if a.size == len(t) else t.arrow.take(pa.array(a)))
             out[a] = got if isinstance(got, np.ndarray) else got.to_numpy(zero_copy_only=False)
         rest = np.flatnonzero(~t.ascii)
     if rest.size:
-        out[rest] = np.array([rule(v) for v in t.py[rest]] + [None], dtype=object)[:-1]
+        out[rest] = np.array([rule(v) for v in t.some(rest)] + [None], dtype=object)[:-1]
     return out
 
 
@@ -262,7 +281,7 @@ class Units:
     @classmethod
     def of(cls, col: Column, regions: Regions | None, n: int) -> Units:
         if regions is None:
-            return cls(col.codes, np.arange(len(col.texts.py)), col.texts, None)
+            return cls(col.codes, np.arange(len(col.texts)), col.texts, None)
         width = len(regions.names)
         present = col.codes >= 0
         pair = col.codes[present] * width + regions.codes[col.rows(n)[present]]

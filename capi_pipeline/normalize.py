@@ -239,8 +239,8 @@ def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     def unknown_ascii(a: pa.Array) -> np.ndarray:
         m = pc.extract_regex(a, f"^(?P<five>[0-9]{{5}})[{WS}-]+[0-9]{{4}}$")
         return _or_generic(a, m.field("five"), m.is_valid())
-    out = np.full(len(t.py), None, dtype=object)
-    is_us = np.asarray(regions == "us", dtype=bool) if regions is not None else np.zeros(len(t.py), dtype=bool)
+    out = np.full(len(t), None, dtype=object)
+    is_us = np.asarray(regions == "us", dtype=bool) if regions is not None else np.zeros(len(t), dtype=bool)
     is_unknown = np.asarray(pd.isna(regions), dtype=bool) if regions is not None else ~is_us
     for mask, ascii_rule, rule in ((is_us, us_ascii, us), (is_unknown, unknown_ascii, unknown),
                                    (~is_us & ~is_unknown, ascii_alnum, _zip)):
@@ -368,8 +368,8 @@ def normalize_ph(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     """Phone -> E.164 digits without "+", exactly as phonenumbers would give (parse with the row's country, else
     options.default_country; national trunk prefixes, 00/011 international prefixes, extensions and separators
     handled by it); numbers phonenumbers does not call valid -> "invalid_phone". See phone.py."""
-    regs = Regions.of(regions if regions is not None else np.full(len(t.py), None, dtype=object))
-    return phone_e164_coded(t.py, regs.codes, list(regs.names), t.arrow)[0]
+    regs = Regions.of(regions if regions is not None else np.full(len(t), None, dtype=object))
+    return phone_e164_coded(t, regs.codes, list(regs.names), t.arrow)[0]
 
 
 _DIGITS, _FB = (r"\d+", "[0-9]+"), (r"fb\.\d+\.\d+\.\S+", f"fb\\.[0-9]+\\.[0-9]+\\.[^{WS}]+")
@@ -461,7 +461,7 @@ def _field(f: RawField, col: Column, regions: Regions | None, n: int, options: N
         hexes[:] = False
     out = np.full(len(units.text_of), None, dtype=object)
     if hexes.any():
-        out[hexes] = [v.lower() for v in units.texts.py[hexes]]
+        out[hexes] = [v.lower() for v in units.texts.some(np.flatnonzero(hexes)).tolist()]
     if f.prehashed:
         dropped, reason = ~hexes, "not_sha256"
     else:

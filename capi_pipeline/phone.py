@@ -270,16 +270,15 @@ def _digits(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return out, np.diff(new_offsets)
 
 
-def _fast(raws: Sequence[str], region_codes: np.ndarray, region_names: Sequence[str | None],
-          arrow: pa.Array | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(E.164 digits or None, slow mask) for pairs (raws[i], region_names[region_codes[i]]), regions upper-case
-    (`arrow`: raws as an Arrow string array, when the caller has it); slow pairs hold None."""
-    n = len(raws)
+def _fast(raw: pa.Array, region_codes: np.ndarray, region_names: Sequence[str | None]
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """(E.164 digits or None, slow mask) for pairs (raw[i], region_names[region_codes[i]]), regions upper-case;
+    slow pairs hold None."""
+    n = len(raw)
     out = np.full(n, None, dtype=object)
     slow = np.ones(n, dtype=bool)
     if n == 0:
         return out, slow
-    raw = arrow if arrow is not None else pa.array(raws, type=pa.string())
     short_enough = _lengths(raw) <= 60
     shaped = _full(raw, _SHAPE) & short_enough
     rest = np.flatnonzero(~shaped & short_enough)
@@ -293,8 +292,9 @@ def _fast(raws: Sequence[str], region_codes: np.ndarray, region_names: Sequence[
             pick[ext] = n + np.flatnonzero(np.isin(rest, ext))
             raw = _take(pa.concat_arrays([raw, base]), pick)
             shaped[ext] = True
-    for i in np.flatnonzero(~shaped).tolist():
-        if _ANY_DIGIT.search(raws[i]) is None:  # nothing phonenumbers could read as a number
+    unshaped = np.flatnonzero(~shaped)
+    for i, text in zip(unshaped.tolist(), _take(raw, unshaped).to_pylist()):
+        if _ANY_DIGIT.search(text) is None:  # nothing phonenumbers could read as a number
             slow[i] = False
     idx = np.flatnonzero(shaped)
     text = _take(raw, idx)
@@ -421,7 +421,8 @@ def _phone_fast_many(raws: Sequence[str], regions: Sequence[str | None]) -> list
     """Pairs through the fast path alone: E.164 digits, None (invalid) or _SLOW (not covered) each."""
     names = list(dict.fromkeys(regions))
     code = {r: i for i, r in enumerate(names)}
-    out, slow = _fast(raws, np.array([code[r] for r in regions], dtype=np.int64), names)
+    out, slow = _fast(pa.array(list(raws), type=pa.string()), np.array([code[r] for r in regions], dtype=np.int64),
+                      names)
     out[slow] = _SLOW
     return out.tolist()
 
@@ -431,9 +432,10 @@ def _phone_fast(raw: str, region: str | None) -> object:
     return _phone_fast_many([raw], [region])[0]
 
 
-def phone_e164_coded(raws: Sequence[str], region_codes: np.ndarray, region_names: Sequence[str | None],
+def phone_e164_coded(raws: Sequence[str] | None, region_codes: np.ndarray, region_names: Sequence[str | None],
                      arrow: pa.Array | None = None) -> tuple[np.ndarray, int]:
-    """`phone_e164` for pairs given as (raws[i], region_names[region_codes[i]]): an object array, slow count."""
+    """`phone_e164` for pairs given as (raws[i], region_names[region_codes[i]]): an object array, slow count.
+    `arrow`: the raws as an Arrow string array (then `raws` is not read: None will do)."""
     ups = [r.upper() if r else None for r in region_names]
     raw = arrow if arrow is not None else pa.array(raws, type=pa.string())
     codes = np.asarray(region_codes, dtype=np.int64)
@@ -441,26 +443,24 @@ def phone_e164_coded(raws: Sequence[str], region_codes: np.ndarray, region_names
     if intl.size:
         intl = intl[_np(pc.match_substring_regex(_take(raw, intl), _INTL_00_RE2))]
     if intl.size == 0:
-        return _phonenumbers_coded(raws, codes, ups, raw)
+        return _phonenumbers_coded(raw, codes, ups)
     # the "00" reading of those numbers goes through the same single pass; it is used where the first fails
     again = pc.replace_substring_regex(_take(raw, intl), _INTL_00_RE2, "+", max_replacements=1)
     n = len(raw)
-    out, slow = _phonenumbers_coded(
-        np.concatenate([np.asarray(raws, dtype=object), again.to_numpy(zero_copy_only=False)]),
-        np.concatenate([codes, codes[intl]]), ups, pa.concat_arrays([raw, again]))
+    out, slow = _phonenumbers_coded(pa.concat_arrays([raw, again]), np.concatenate([codes, codes[intl]]), ups)
     first, second = out[:n], out[n:]
     use = np.equal(first[intl], None)
     first[intl[use]] = second[use]
     return first, slow
 
 
-def _phonenumbers_coded(raws: Sequence[str], region_codes: np.ndarray, ups: Sequence[str | None],
-                        arrow: pa.Array | None = None) -> tuple[np.ndarray, int]:
+def _phonenumbers_coded(raw: pa.Array, region_codes: np.ndarray, ups: Sequence[str | None]
+                        ) -> tuple[np.ndarray, int]:
     """`_phonenumbers` for every pair: the fast path, phonenumbers itself for the pairs it does not cover."""
-    out, slow = _fast(raws, region_codes, ups, arrow)
-    todo = np.flatnonzero(slow).tolist()
-    for i in todo:
-        out[i] = _phonenumbers(raws[i], ups[region_codes[i]])
+    out, slow = _fast(raw, region_codes, ups)
+    todo = np.flatnonzero(slow)
+    for i, text in zip(todo.tolist(), _take(raw, todo).to_pylist()):
+        out[i] = _phonenumbers(text, ups[region_codes[i]])
     return out, len(todo)
 
 
