@@ -117,12 +117,12 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
             out[path], out[f"{DROPPED}not_in_enum:{path}"] = _enum(_single(frame, src, n), _ENUMS[path])
         elif path in _NUMBERS and src.const is None:
             out[path], out[f"{DROPPED}invalid_number:{path}"] = _number(_single(frame, src, n))
+        elif path == "action_source":  # always text (`_scalar` would keep an integer column as it is)
+            out[path] = _as_text(_single(frame, src, n))
         else:
             out[path] = _scalar(path, _single(frame, src, n), src)
     for key in ("action_source", "custom_data.currency"):
         _default(out, key, cfg, n)
-    if "action_source" in out:
-        out["action_source"] = _as_text(out["action_source"])
     out.update(event_keys(frame, cfg))
     return pd.DataFrame(out, index=pd.RangeIndex(n))
 
@@ -165,13 +165,22 @@ def key_source_columns(cfg: PipelineConfig) -> list[str]:
 
 
 def _default(out: dict[str, Any], key: str, cfg: PipelineConfig, n: int) -> None:
-    """Fill the missing cells of `out[key]` (or the whole column) with the pipeline's default, if it has one."""
+    """Fill the missing cells of `out[key]` (or the whole column) with the pipeline's default as text (trimmed),
+    if it has one."""
     default = cfg.defaults.get(key.rsplit(".", 1)[-1])
     if default is None:
         return
+    fill = _text(default)
     col = out.get(key)
-    out[key] = pd.Series(default, index=range(n), dtype=object) if col is None else \
-        pd.Series(col, index=range(n), dtype=object).where(pd.notna(col), default)
+    if col is None:
+        out[key] = pd.Series([fill] * n, dtype=object)
+        return
+    values = col.to_numpy(dtype=object) if isinstance(col, pd.Series) else np.asarray(col, dtype=object)
+    missing = pd.isna(values)
+    if missing.any():
+        values = values.copy()
+        values[missing] = fill
+    out[key] = pd.Series(values, dtype=object)
 
 
 def user_data_columns(canon: pd.DataFrame) -> list[tuple[str, str]]:

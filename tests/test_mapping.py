@@ -420,3 +420,15 @@ def test_event_key_texts_hash_like_the_canonical_frame(tmp_path: Path, variant: 
     pos, h = key_hashes(*event_key_texts(frame, cfg))
     assert pos.tolist() == expected_pos.tolist() and h.tolist() == expected.tolist()
     assert SeenEvents().mark_hashes(h).any()  # the rows do repeat keys
+
+
+def test_defaults_fill_only_missing_cells_as_trimmed_text(tmp_path: Path) -> None:
+    mapping = {"event_name": "ev", "event_time": "ts", "user_data.em": "email", "custom_data.currency": "cur",
+               "action_source": "act"}
+    cfg = _cfg(tmp_path, mapping=mapping, defaults={"action_source": "physical_store", "currency": " USD "})
+    frame = pd.DataFrame({"ev": ["Purchase"] * 4, "ts": ["2026-11-22T14:03:11Z"] * 4, "email": ["a@b.co"] * 4,
+                          "act": [" website ", None, "  ", "app"], "cur": ["eur", None, "", " gbp "],
+                          "order_id": ["1", "2", "3", "4"], "line": [1, 1, 1, 1]})
+    canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
+    assert canon["action_source"].tolist() == ["website", "physical_store", "physical_store", "app"]
+    assert canon["custom_data.currency"].tolist() == ["eur", "USD", "USD", "gbp"]  # the default trimmed too
