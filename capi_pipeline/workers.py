@@ -195,15 +195,19 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
 
 
 def _trim(above: int) -> None:
-    """Hand freed memory back to the OS, if this process's resident set is over `above` bytes.
+    """Hand freed memory back to the OS, if this process's resident set is over `above` bytes and has grown by
+    `TRIM_STEP` since the last trim.
 
     pandas' many small string objects fragment glibc's heap, and Arrow's pool keeps freed buffers; both
     otherwise let the resident set creep up chunk after chunk. A worker trims only over its budget: memory
     handed back is faulted in again by the next chunk (~100k page faults per 100,000 rows, a sixth of a worker's
-    CPU, when it trimmed after every chunk; bench/README.md).
+    CPU, when it trimmed after every chunk; bench/README.md). Where live data keeps a process over its budget
+    (the main process holds chunks in flight and the ledger's keys), a trim after every chunk would cost ~4 ms
+    each and hand back nothing: the next one waits until the resident set has grown by `TRIM_STEP` again.
     """
+    global _trimmed_at
     rss = _rss_bytes()
-    if rss is not None and rss <= above:
+    if rss is not None and rss <= max(above, _trimmed_at + TRIM_STEP):
         return
     try:
         import pyarrow as pa
@@ -214,6 +218,11 @@ def _trim(above: int) -> None:
     libc = _c_library()
     if libc and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+    _trimmed_at = _rss_bytes() or 0
+
+
+TRIM_STEP = 64 * 2**20
+_trimmed_at = 0  # this process's resident set right after its last trim
 
 
 # Arrow's allocator in pass 1's workers. Great Expectations filters and takes the batch's columns again and again;

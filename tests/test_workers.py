@@ -231,3 +231,31 @@ def test_a_chunk_results_json_travels_out_of_band_and_arrives_whole() -> None:
     assert struct.unpack_from("!I", first) == (1,) and len(first) < len(blob) / 4
     assert _read_message(ours) == blob
     sender.join()
+
+
+def test_trim_over_budget_then_only_after_the_resident_set_grew_by_a_step(monkeypatch) -> None:
+    from capi_pipeline import workers
+
+    mib = 2**20
+    rss = iter([100, 600, 590, 590, 640, 700, 660, 760, 700])  # MiB: each check, and the reading after a trim
+    trims = []
+
+    class Libc:
+        def malloc_trim(self, pad: int) -> int:
+            trims.append(pad)
+            return 1
+
+    monkeypatch.setattr(workers, "_rss_bytes", lambda: next(rss) * mib)
+    monkeypatch.setattr(workers, "_c_library", lambda: Libc())
+    monkeypatch.setattr(workers, "_trimmed_at", 0)
+    workers._trim(above=512 * mib)  # 100: under the budget
+    assert trims == []
+    workers._trim(above=512 * mib)  # 600: over it -> trim, 590 after
+    assert len(trims) == 1 and workers._trimmed_at == 590 * mib
+    workers._trim(above=512 * mib)  # 590, then 640: live data, not yet 64 MiB more than after the last trim
+    workers._trim(above=512 * mib)
+    assert len(trims) == 1
+    workers._trim(above=512 * mib)  # 700 > 590 + 64 -> trim, 660 after
+    assert len(trims) == 2 and workers._trimmed_at == 660 * mib
+    workers._trim(above=512 * mib)  # 760 > 660 + 64 -> trim
+    assert len(trims) == 3
