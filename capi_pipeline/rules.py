@@ -327,24 +327,30 @@ def _records(canon: pd.DataFrame, rejected: np.ndarray, first_fail: np.ndarray, 
     ids = _values(canon, "event_id", rejected)
     sources = source.iloc[rejected].tolist()
     out = []
-    for j, pos in enumerate(rejected):
-        rule = RULE_ORDER[int(first_fail[pos])]
+    for j, (fail, partner, age_s, limit) in enumerate(zip(first_fail[rejected].tolist(),
+                                                          partner_field[rejected].tolist(),
+                                                          age[rejected].astype(float).tolist(),
+                                                          limit_days[rejected].astype(int).tolist())):
+        rule = RULE_ORDER[fail]
         fld = fields.get(rule, "event_id")
-        if rule == "partner_pair_incomplete" and partner_field[pos]:
-            fld = partner_field[pos]
+        if rule == "partner_pair_incomplete" and partner:
+            fld = partner
         row = rows[j]
         out.append({"file": None if files[j] is None else str(files[j]),
                     "row": None if row is None else int(row),
                     "event_name": names[j], "event_id": ids[j], "rule": rule, "field": fld,
-                    "message": _message(rule, float(age[pos]), int(limit_days[pos]), sources[j], settings)})
+                    "message": _message(rule, age_s, limit, sources[j], settings)})
     return out
 
 
 def _values(canon: pd.DataFrame, name: str, positions: np.ndarray) -> list[Any]:
     if name not in canon.columns:
         return [None] * len(positions)
+    col = canon[name]
+    if col.dtype.kind in "iu":  # _row
+        return col.to_numpy()[positions].tolist()
     out = []
-    for v in canon[name].iloc[positions].tolist():
+    for v in col.iloc[positions].tolist():
         if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
             out.append(None)
         elif isinstance(v, str):
