@@ -118,7 +118,7 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
         elif path in _NUMBERS and src.const is None:
             out[path], out[f"{DROPPED}invalid_number:{path}"] = _number(_single(frame, src, n))
         elif path == "action_source":  # always text (`_scalar` would keep an integer column as it is)
-            out[path] = _as_text(_single(frame, src, n))
+            out[path] = _as_text(_single(frame, src, n), few=True)
         else:
             out[path] = _scalar(path, _single(frame, src, n), src)
     for key in ("action_source", "custom_data.currency"):
@@ -135,8 +135,9 @@ def event_keys(frame: pd.DataFrame, cfg: PipelineConfig) -> dict[str, pd.Series]
 
     Needs only `key_source_columns(cfg)` of the frame, so the duplicate check can run apart from the rest.
     """
-    return {path: pd.Series(texts.to_numpy(zero_copy_only=False), dtype=object)
-            for path, texts in zip(_KEY_PATHS, event_key_texts(frame, cfg))}
+    names, ids = event_key_texts(frame, cfg)
+    return {"event_name": pd.Series(_objects(names, few=True), dtype=object),
+            "event_id": pd.Series(_objects(ids), dtype=object)}
 
 
 def event_key_texts(frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[pa.Array, pa.Array]:
@@ -395,13 +396,25 @@ def check_mapped_columns(columns: Any, cfg: PipelineConfig, *, file: str) -> Non
             file=file, column=missing[0], rule="mapped_column_missing")
 
 
-def _as_text(values: Any) -> pd.Series:
-    """Object Series of stripped, non-empty str or None (whole floats rendered without ".0")."""
+def _as_text(values: Any, *, few: bool = False) -> pd.Series:
+    """Object Series of stripped, non-empty str or None (whole floats rendered without ".0"). `few`: see
+    `_objects`."""
     s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
     arrow = _arrow_text(s)
     if arrow is None:
         return pd.Series([_text(v) for v in s.tolist()], index=s.index, dtype=object)
-    return pd.Series(arrow.to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+    return pd.Series(_objects(arrow, few=few), index=s.index, dtype=object)
+
+
+def _objects(arrow: pa.Array, *, few: bool = False) -> np.ndarray:
+    """Arrow texts as an object array (None: null). `few`: a column of a handful of distinct values (event
+    names, action sources, currencies) gets one str object per distinct value, shared by its rows: cheaper to
+    make, and to pickle back from a worker process (pickle writes a shared object once)."""
+    if not few:
+        return arrow.to_numpy(zero_copy_only=False)
+    encoded = pc.dictionary_encode(arrow)
+    distinct = np.append(encoded.dictionary.to_numpy(zero_copy_only=False), None)
+    return distinct[pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)]
 
 
 def _user_text(values: Any) -> pd.Series:

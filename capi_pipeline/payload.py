@@ -259,7 +259,7 @@ def build_events(canon: pd.DataFrame, user_data: Mapping[str, pd.Series], *, ldu
         if required not in names or spec[names[required]][2]:
             raise KeyError(required)
     blob, ends = _builder(tuple(spec))(cols, n, block)
-    events = EventChunk(cols[names["event_name"]], cols[names["event_id"]], canon["_file"].tolist(),
+    events = EventChunk(cols[names["event_name"]], cols[names["event_id"]], _shared(canon["_file"]),
                         canon["_row"].tolist(), blob, ends, block)
     return Payloads(events=events, ldu_by_state=ldu_counts, present=present)
 
@@ -286,6 +286,15 @@ def _values(s: pd.Series) -> tuple[list[Any], np.ndarray | None]:
         obj = obj.copy()
     obj[missing] = None
     return obj.tolist(), missing
+
+
+def _shared(files: pd.Series) -> list[Any]:
+    """The file of each event: a chunk's events come from one file, so one str object repeated (written once when
+    a worker pickles the chunk back)."""
+    values = files.to_numpy(dtype=object)
+    if len(values) and (values == values[0]).all():
+        return [values[0]] * len(values)
+    return values.tolist()
 
 
 def _upper(values: list[Any]) -> list[Any]:
