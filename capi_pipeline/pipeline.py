@@ -761,8 +761,8 @@ _UD_MESSAGES = {
 def _records(canon: pd.DataFrame, at: np.ndarray, rules: list[str], fld: str | None,
              messages: list[str]) -> list[dict[str, Any]]:
     """Quarantine records for rows `at` of `canon`, read column-wise (ids only, never customer values)."""
-    def cells(col: str) -> list[Any]:
-        return canon[col].to_numpy(dtype=object)[at].tolist() if col in canon.columns else [None] * len(at)
+    def cells(col: str) -> list[Any]:  # only the rows `at` become Python objects
+        return canon[col].iloc[at].to_numpy(dtype=object).tolist() if col in canon.columns else [None] * len(at)
 
     rows = canon["_row"].to_numpy()[at].tolist()
     return [{"file": f, "row": int(r), "event_name": name, "event_id": eid, "rule": rule, "field": fld,
