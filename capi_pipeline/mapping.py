@@ -408,8 +408,8 @@ def _as_text(values: Any, *, few: bool = False) -> pd.Series:
 
 def _objects(arrow: pa.Array, *, few: bool = False) -> np.ndarray:
     """Arrow texts as an object array (None: null). `few`: a column of a handful of distinct values (event
-    names, action sources, currencies) gets one str object per distinct value, shared by its rows: cheaper to
-    make, and to pickle back from a worker process (pickle writes a shared object once)."""
+    names, action sources) gets one str object per distinct value, shared by its rows: cheaper to make, and to
+    pickle back from a worker process (pickle writes a shared object once)."""
     if not few:
         return arrow.to_numpy(zero_copy_only=False)
     encoded = pc.dictionary_encode(arrow)

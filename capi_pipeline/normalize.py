@@ -369,7 +369,7 @@ def normalize_ph(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     options.default_country; national trunk prefixes, 00/011 international prefixes, extensions and separators
     handled by it); numbers phonenumbers does not call valid -> "invalid_phone". See phone.py."""
     regs = Regions.of(regions if regions is not None else np.full(len(t), None, dtype=object))
-    return phone_e164_coded(t, regs.codes, list(regs.names), t.arrow)[0]
+    return phone_e164_coded(None, regs.codes, list(regs.names), t.arrow)[0]
 
 
 _DIGITS, _FB = (r"\d+", "[0-9]+"), (r"fb\.\d+\.\d+\.\S+", f"fb\\.[0-9]+\\.[0-9]+\\.[^{WS}]+")
