@@ -29,8 +29,9 @@ try:  # pandas' hash table keyed by UTF-8 bytes: about twice as fast as the gene
 except ImportError:  # pragma: no cover - pandas internals moved
     _hashtable = _pdlib = None
 
-__all__ = ["PY_SPACE", "SPACE_CLASS", "WS", "Column", "Part", "Regions", "Texts", "Units", "as_text", "ascii_alnum",
-           "ascii_letters", "column", "combine", "each", "factorize", "keep_if", "non_empty", "row_reasons", "sha256_distinct"]
+__all__ = ["PY_SPACE", "SPACE_CLASS", "TRIMMED_TEXT", "WS", "Column", "Part", "Regions", "Texts", "Units",
+           "as_text", "ascii_alnum", "ascii_letters", "column", "combine", "each", "factorize", "keep_if",
+           "non_empty", "row_reasons", "sha256_distinct"]
 
 PY_SPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
             "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")  # str.isspace(), i.e. what \s and str.strip() mean
@@ -40,6 +41,9 @@ SPACE_CLASS = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_SPACE) + "]"
 
 
 WS = r" \t\n\r\f\v\x1c-\x1f"  # PY_SPACE within ASCII, for RE2 character classes
+# A canonical frame's `attrs[TRIMMED_TEXT]`: columns whose cells are already str (trimmed, never blank) or None,
+# as `mapping.to_canonical` makes event_name, event_id and action_source; `rules` reads them as they are.
+TRIMMED_TEXT = "capi_trimmed_text"
 
 
 @dataclass

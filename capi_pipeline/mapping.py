@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from capi_pipeline.columns import PY_SPACE
+from capi_pipeline.columns import PY_SPACE, TRIMMED_TEXT
 from capi_pipeline.config import FieldSource, PipelineConfig
 from capi_pipeline.errors import ContractViolation
 
@@ -124,7 +124,9 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
     for key in ("action_source", "custom_data.currency"):
         _default(out, key, cfg, n)
     out.update(event_keys(frame, cfg))
-    return pd.DataFrame(out, index=pd.RangeIndex(n))
+    canon = pd.DataFrame(out, index=pd.RangeIndex(n))
+    canon.attrs[TRIMMED_TEXT] = ("event_name", "event_id", "action_source")  # `_as_text` / `_objects` made them
+    return canon
 
 
 _KEY_PATHS = ("event_name", "event_id")

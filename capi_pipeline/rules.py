@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from capi_pipeline.columns import PY_SPACE, non_empty
+from capi_pipeline.columns import PY_SPACE, TRIMMED_TEXT, non_empty
 
 __all__ = [
     "ACTION_SOURCES",
@@ -169,9 +169,17 @@ def check_rows(canon: pd.DataFrame, *, now: int, settings: RuleSettings = RuleSe
     fields: dict[str, str] = {}
     texts: dict[str, pd.Series] = {}
 
+    trimmed = canon.attrs.get(TRIMMED_TEXT, ())
+
+    def clean(name: str) -> pd.Series | None:
+        """The column as it is when mapping vouches for it (`TRIMMED_TEXT`: str or None, trimmed, never blank)."""
+        s = _col(canon, name)
+        return s if name in trimmed and s is not None and s.dtype == object else None
+
     def text(name: str) -> pd.Series:
         if name not in texts:
-            texts[name] = _text(canon, name)
+            s = clean(name)
+            texts[name] = _text(canon, name) if s is None else s
         return texts[name]
 
     def missing(name: str) -> np.ndarray:
@@ -179,6 +187,8 @@ def check_rows(canon: pd.DataFrame, *, now: int, settings: RuleSettings = RuleSe
         s = _col(canon, name)
         if s is None or not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
             return _missing(canon, name)
+        if clean(name) is not None:
+            return s.isna().to_numpy(dtype=bool)
         return s.isna().to_numpy(dtype=bool) | (text(name) == "").fillna(True).to_numpy(dtype=bool)
 
     event_name = text("event_name")

@@ -300,3 +300,31 @@ def test_too_old_fixture() -> None:
     })
     result = check_rows(canon, now=case["now"], settings=RuleSettings())
     assert {str(r["row"]): r["rule"] for r in result.rejections} == case["rules"]
+
+
+@pytest.mark.parametrize("kind", ["offline", "app"])
+def test_columns_mapping_vouches_for_decide_as_when_converted_again(kind: str, tmp_path: Path) -> None:
+    """`to_canonical` marks event_name, event_id and action_source as already trimmed text (`TRIMMED_TEXT`);
+    `check_rows` then reads them as they are, with the same verdicts and records as its general path."""
+    import datetime as dt
+    import time
+
+    from capi_pipeline import extract, mapping
+    from capi_pipeline.columns import TRIMMED_TEXT
+    from capi_pipeline.config import load_pipeline
+    from capi_pipeline.sample import generate
+
+    day = dt.date.today() - dt.timedelta(days=1)
+    smp = generate(kind, 3000, day, tmp_path, seed=9, bad_rate=0.2, fmt="parquet")
+    cfg = load_pipeline(smp.pipeline_path)
+    now = int(time.time())
+    for f in smp.files:
+        for chunk in extract.read_chunks(Path(f), cfg.source.format, 1000, name="f"):
+            canon = mapping.to_canonical(chunk.frame, cfg, file="f", first_row=chunk.first_row)
+            assert canon.attrs[TRIMMED_TEXT] == ("event_name", "event_id", "action_source")
+            plain = canon.copy()
+            plain.attrs = {}
+            vouched, general = check_rows(canon, now=now), check_rows(plain, now=now)
+            assert vouched.valid.tolist() == general.valid.tolist()
+            assert vouched.rejections == general.rejections and vouched.counts == general.counts
+            assert sum(vouched.counts.values()) > 0
