@@ -173,11 +173,25 @@ class EventChunk:
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         """Pickled with protocol 5 (`workers._send_message`), the JSON goes out of band as it is: no copy of it
-        on either side, and the receiver gets the bytearray it read it into."""
+        on either side, and the receiver gets the bytearray it read it into. The event ids travel as one text
+        (a list of ~25k distinct str costs pickle ~1 ms each way; the joined text 0.1 ms, the split 0.5)."""
         state = dict(self.__dict__)
         if protocol >= 5:
             state["blob"] = pickle.PickleBuffer(self.blob)
+        try:
+            joined = _ID_SEPARATOR.join(self.ids)
+        except TypeError:  # not all str: as a list
+            joined = None
+        if joined is not None and joined.count(_ID_SEPARATOR) == max(len(self.ids) - 1, 0):
+            state["ids"] = (joined, len(self.ids))  # (no id holds the separator: it splits back into the same)
         return copyreg.__newobj__, (EventChunk,), state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        ids = state["ids"]
+        if isinstance(ids, tuple):
+            joined, n = ids
+            state["ids"] = joined.split(_ID_SEPARATOR) if n else []
+        self.__dict__.update(state)
 
     def blocks(self) -> Iterator[EventBlock]:
         """The events as `EventBlock`s, bodies still JSON (views into `blob`, no copy)."""
@@ -193,6 +207,9 @@ class EventChunk:
         """Each event with its body decoded: for tests and the rare callers that need dicts."""
         for block in self.blocks():
             yield from block.events()
+
+
+_ID_SEPARATOR = "\x00"
 
 
 @dataclass

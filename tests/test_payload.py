@@ -134,3 +134,15 @@ def test_presence_from_normalize_builds_the_same_events() -> None:
     assert [e.body for e in with_masks.events] == [e.body for e in without.events]
     assert {k: v.tolist() for k, v in with_masks.present.items()} == {k: v.tolist() for k, v in without.present.items()}
     assert "partner_id" not in list(with_masks.events)[2].body["user_data"]  # a lonely partner id is dropped
+
+
+@pytest.mark.parametrize("ids", [["a", "b\x00c", "d"], ["x", "y"], [], ["only"], ["a", 5]])
+def test_an_event_chunk_pickles_its_ids_back_exactly(ids: list) -> None:
+    import pickle
+
+    from capi_pipeline.payload import EventChunk
+
+    chunk = EventChunk(names=["n"] * len(ids), ids=ids, files=["f"] * len(ids), rows=list(range(len(ids))),
+                       blob=bytearray(b"[]"), ends=[2], block=125)
+    for protocol in (4, 5):
+        assert pickle.loads(pickle.dumps(chunk, protocol=protocol)).ids == ids
