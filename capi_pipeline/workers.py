@@ -133,6 +133,7 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     if init.get("contract") is not None:
         _arrow_pool(ARROW_POOL_CONTRACT)
+    _keep_heap()
     # a thread drains the pipe, so the main process never blocks sending a task while this process is
     # itself blocked sending a result (both pipe buffers full: a deadlock)
     inbox: queue.Queue[Any] = queue.Queue()
@@ -192,6 +193,23 @@ def _serve(conn: Connection, init: dict[str, Any]) -> None:
                     return
             if not isinstance(exc, Exception):
                 raise
+
+
+def _keep_heap() -> None:
+    """glibc keeps what a chunk freed for the next one: its heap top is handed back only above `HEAP_KEEP`, and
+    allocations up to `HEAP_MMAP` come from the heap instead of their own mapping (unmapped when freed, faulted
+    in again next time). Without it a fresh worker took three 200k-row passes to stop growing its heap again
+    and again (system CPU 0.38, 0.24, 0.07 s per pass; with it 0.24, 0.06). `_trim` still hands memory back
+    over the worker's budget. Nothing where the C library is not glibc."""
+    libc = _c_library()
+    if libc and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP)
+        libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP)
+
+
+HEAP_KEEP = 512 * 2**20
+HEAP_MMAP = 32 * 2**20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def _trim(above: int) -> None:

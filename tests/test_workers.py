@@ -259,3 +259,20 @@ def test_trim_over_budget_then_only_after_the_resident_set_grew_by_a_step(monkey
     assert len(trims) == 2 and workers._trimmed_at == 660 * mib
     workers._trim(above=512 * mib)  # 760 > 660 + 64 -> trim
     assert len(trims) == 3
+
+
+def test_a_worker_keeps_its_heap_between_chunks(monkeypatch) -> None:
+    from capi_pipeline import workers
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(workers, "_c_library", lambda: Libc())
+    workers._keep_heap()
+    assert calls == [(-1, workers.HEAP_KEEP), (-3, workers.HEAP_MMAP)]  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+    monkeypatch.setattr(workers, "_c_library", lambda: False)  # no C library found: nothing to do
+    workers._keep_heap()
