@@ -555,13 +555,14 @@ def _parse_json(values: pd.Series, *, contents: bool = False) -> tuple[pd.Series
         encoded = pc.dictionary_encode(arrow)
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         parsed = np.empty(len(encoded.dictionary) + 1, dtype=object)  # the extra slot: missing cells -> None
-        if contents:
-            parsed[:-1] = _contents_or_none(encoded.dictionary)
-            blank = pc.match_substring_regex(encoded.dictionary, _NOTHING)
-        else:
-            parsed[:-1] = _fragments_or_loads(encoded.dictionary)
-            blank = pc.equal(pc.binary_length(pc.utf8_trim_whitespace(encoded.dictionary)), 0)
-        dropped = np.append(pd.isna(parsed[:-1]) & ~blank.to_numpy(zero_copy_only=False), False)
+        parsed[:-1] = (_contents_or_none if contents else _fragments_or_loads)(encoded.dictionary)
+        dropped = np.append(pd.isna(parsed[:-1]), False)
+        if dropped.any():  # ... unless blank (or, for contents, an empty array): nothing was there to send
+            at = np.flatnonzero(dropped)
+            texts = encoded.dictionary.take(pa.array(at))
+            blank = pc.match_substring_regex(texts, _NOTHING) if contents else \
+                pc.equal(pc.binary_length(pc.utf8_trim_whitespace(texts)), 0)
+            dropped[at[blank.to_numpy(zero_copy_only=False)]] = False
         return pd.Series(parsed[codes], index=values.index, dtype=object), dropped[codes]
     try:
         codes, distinct = pd.factorize(values, use_na_sentinel=True)
