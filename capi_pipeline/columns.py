@@ -142,7 +142,7 @@ def column(values: pd.Series, *, explode: bool = True) -> Column:
         codes, texts = None, None
     kind = "mixed" if texts is None else pd.api.types.infer_dtype(texts, skipna=False)
     arrow = pa.array(texts, type=pa.string()) if kind == "string" else None
-    if arrow is not None and explode and (cells := _json_list_cells(texts, codes, arrow)) is not None:
+    if arrow is not None and explode and (cells := _json_list_cells(arrow, codes)) is not None:
         return column(pd.Series(cells, index=values.index, dtype=object))
     if kind != "string" and explode and (texts is None or any(isinstance(v, (list, tuple, np.ndarray))
                                                               for v in texts)):
@@ -186,24 +186,22 @@ def _arrow_column(values: pd.Series) -> Column:
         # untrimmed or blank texts (not from mapping): the general path trims them
         return column(pd.Series(values.to_numpy(dtype=object), index=values.index, dtype=object))
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    texts = Texts.of(None, distinct)
-    if (cells := _json_list_cells(texts, codes, distinct)) is not None:
+    if (cells := _json_list_cells(distinct, codes)) is not None:
         return column(pd.Series(cells, index=values.index, dtype=object))
-    return Column(None, codes, texts)
+    return Column(None, codes, Texts.of(None, distinct))
 
 
 _SCALARS = (str, int, float)
 
 
-def _json_list_cells(texts: np.ndarray | Texts, codes: np.ndarray, arrow: pa.Array) -> np.ndarray | None:
-    """The cells again, each text (`arrow`: the same texts) that is a JSON array of scalars (`["a@x.com",
-    "b@y.com"]`: several values in one CSV cell) as that list; None when no text is one (the usual case, found
-    by one Arrow test)."""
+def _json_list_cells(arrow: pa.Array, codes: np.ndarray) -> np.ndarray | None:
+    """The cells again (`codes` into the distinct texts `arrow`), each text that is a JSON array of scalars
+    (`["a@x.com", "b@y.com"]`: several values in one CSV cell) as that list; None when no text is one (the usual
+    case, found by one Arrow test, without making a Python object of any text)."""
     bracket = np.flatnonzero(pc.fill_null(pc.starts_with(pc.utf8_ltrim(arrow, PY_SPACE), "["), False)
                              .to_numpy(zero_copy_only=False))
     lists: dict[int, list[Any]] = {}
-    candidates = texts.some(bracket) if isinstance(texts, Texts) else texts[bracket]
-    for i, text in zip(bracket.tolist(), candidates.tolist()):
+    for i, text in zip(bracket.tolist(), arrow.take(pa.array(bracket, type=pa.int64())).to_pylist()):
         try:
             value = json.loads(text)
         except ValueError:
@@ -212,7 +210,7 @@ def _json_list_cells(texts: np.ndarray | Texts, codes: np.ndarray, arrow: pa.Arr
             lists[i] = value
     if not lists:
         return None
-    distinct = np.append((texts.py if isinstance(texts, Texts) else texts).astype(object), None)
+    distinct = np.append(arrow.to_numpy(zero_copy_only=False).astype(object), None)
     for i, value in lists.items():
         distinct[i] = value
     return distinct[codes]
