@@ -1,7 +1,7 @@
 """Transform throughput: our vectorized stages vs Meta's Python SDK building the same events.
 
     python bench/transform.py [--rows 200000] [--seed 7] [--workdir DIR] [--no-compare] [--workers N]
-                              [--repeat 2]
+                              [--repeat 2] [--ours-repeat 5]
 
 Generates N messy offline rows (sample generator, bad_rate 0.05), reads them into memory, then times, in this
 process and on the same in-memory frames (file reading is outside both timings):
@@ -32,10 +32,13 @@ answers 200 and counts the body's bytes): neither a server's CPU nor the network
 The SDK cannot express partner_id / partner_name and has no LDU-by-state helper: those parts are left out of its
 events (its job is smaller). The last line is the ratio of rows/s.
 
-Each side runs `--repeat` times (default 2) over the same rows and its fastest run counts, as `timeit` does; every
-run's wall time is printed. Our first run in a process also grows that process's heap and Arrow's pool (in the
-worker processes ~0.4 s of system CPU and ~50k page faults per 200k rows, once per process: a partition of a
-million rows pays it once over 40 chunks); the SDK's first run is not slower than its second.
+Each side runs several times over the same rows and its fastest run counts, as `timeit` does; every run's wall
+time is printed, and a line before the last gives the ratio of the two sides' median runs. The SDK runs
+`--repeat` times (default 2): a run takes ~20 s, which averages the host's hiccups out. Each of our modes runs
+`--ours-repeat` times (default 5): a run takes ~1 s, so one hiccup moves it by 10%. Our first run in a process also
+grows that process's heap and Arrow's pool (in the worker processes ~0.4 s of system CPU and ~50k page faults per
+200k rows, once per process: a partition of a million rows pays it once over 40 chunks); the SDK's first run is
+not slower than its second.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import statistics
 import sys
 import time
 from collections import Counter
@@ -461,8 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where the sample goes (default: a new temp folder)")
     parser.add_argument("--no-compare", action="store_true", help="skip the phone comparison")
     parser.add_argument("--repeat", type=int, default=2,
-                        help="runs of each side over the same rows, the fastest counts (default 2: our first run "
-                             "also grows each process's heap, once per process)")
+                        help="runs of the SDK over the same rows, the fastest counts (default 2; each takes ~20 s "
+                             "at 200k rows, long enough to average the host's hiccups out)")
+    parser.add_argument("--ours-repeat", type=int, default=5,
+                        help="runs of each of our modes over the same rows, the fastest counts (default 5: a run "
+                             "takes ~1 s, so one hiccup of the host moves it; our first run also grows each "
+                             "process's heap, once per process)")
     parser.add_argument("--workers", type=int, default=None,
                         help="transform processes for the headline number (default: what pipeline.run uses for a "
                              "partition of this size, one per core up to 2; 1 = this process only)")
@@ -484,28 +492,28 @@ def main(argv: list[str] | None = None) -> int:
     _warm_up(cfg, chunks, now, sdk, ours_wire, sdk_wire_)
 
     separate = c.reset_peak_rss()
-    t_ours, (ours_events, ours_bodies, ours_bytes, _) = fastest(args.repeat, lambda: run_ours(cfg, chunks, now=now,
-                                                                                      wire=ours_wire))
+    t_ours, (ours_events, ours_bodies, ours_bytes, _) = fastest(
+        args.ours_repeat, lambda: run_ours(cfg, chunks, now=now, wire=ours_wire))
     ours_peak = c.peak_rss_mb()
     print(f"  ours: {ours_events:,} events in {ours_bodies:,} request bodies ({ours_bytes / 2**20:,.1f} MiB JSON bodies), "
           f"{t_ours.seconds:.2f}s wall, {t_ours.cpu:.2f}s CPU, {c.rate(rows, t_ours.seconds)} rows (per CPU second "
           f"{c.rate(rows, t_ours.cpu)}), peak RSS {c.fmt_mb(ours_peak)}{_runs(t_ours)}", flush=True)
 
     workers = args.workers if args.workers is not None else transform_workers(cfg, files)
-    ours_rate = rows / t_ours.seconds
+    ours_rate, ours_walls = rows / t_ours.seconds, t_ours.walls
     if workers > 1:
         tasks = pool_tasks(cfg, files)
         pool = start_pool(cfg, workers, tasks[:1], now)
         pids = [proc.pid for proc, _ in pool.workers]
         try:
             t_pool, (pool_events, pool_bodies, pool_bytes, spent) = fastest(
-                args.repeat, lambda: _with_cpu_of(pids, lambda: run_ours_pool(pool, tasks, now=now, wire=ours_wire)))
+                args.ours_repeat, lambda: _with_cpu_of(pids, lambda: run_ours_pool(pool, tasks, now=now, wire=ours_wire)))
         finally:
             pool.close()
         if (pool_events, pool_bodies) != (ours_events, ours_bodies):
             raise SystemExit(f"worker processes built {pool_events} events in {pool_bodies} bodies, this process "
                              f"{ours_events} in {ours_bodies}: they must agree")
-        ours_rate = rows / t_pool.seconds
+        ours_rate, ours_walls = rows / t_pool.seconds, t_pool.walls
         print(f"  ours with {workers} worker processes (as pipeline.run for this partition): the same "
               f"{pool_events:,} events in {pool_bodies:,} bodies ({pool_bytes / 2**20:,.1f} MiB JSON), "
               f"{t_pool.seconds:.2f}s wall, {c.rate(rows, t_pool.seconds)} rows; this process's CPU "
@@ -546,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ours in one process: {rows / t_ours.seconds / (rows / t_sdk.seconds):.1f}x the SDK; the ratio below "
           f"is for {workers} process{'es' if workers > 1 else ''} (pipeline.run's choice for this partition, or "
           f"--workers)", flush=True)
+    print(f"  with each side's median run instead of its fastest ({statistics.median(ours_walls):.2f} s of "
+          f"{len(ours_walls)}, the SDK {statistics.median(t_sdk.walls):.2f} s of {len(t_sdk.walls)}): "
+          f"{statistics.median(t_sdk.walls) / statistics.median(ours_walls):.1f}x", flush=True)
     print(f"  against the SDK stopped at get_params() (this bench's baseline before 2026-12-05): "
           f"{ours_rate / (rows / (t_sdk.seconds - sdk_after_params)):.1f}x", flush=True)
     c.print_ratio("transform speed-up vs facebook-business SDK", ours_rate, rows / t_sdk.seconds)
