@@ -218,18 +218,35 @@ def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     Islands), had its leading zeros eaten by a spreadsheet or an integer column -> left-padded ("2134" -> "02134",
     "501" -> "00501"). Rows of unknown country: a ZIP+4 ("94035-1234") -> its first 5 digits. Anything else
     (other countries, or a value that is no US zip): NFKC, lowercase, only letters and digits kept ("M1 1AE" ->
-    "m11ae", "１００-０００１" -> "1000001"); "invalid_zip" only when nothing is left."""
+    "m11ae", "１００-０００１" -> "1000001"); "invalid_zip" only when nothing is left. On a US row, what is left
+    goes through the US rules once more ("4#689" -> "4689" -> "04689", "94035.1234" -> "94035"), so that a
+    normalized zip normalizes to itself."""
+    def us_one(v: str) -> str | None:
+        m = _US_ZIP.fullmatch(v) if v.isascii() else None
+        return None if m is None else (m.group(1) or m.group(2).zfill(5))
+
     def us(v: str) -> str | None:
         v = unicodedata.normalize("NFKC", v).translate(_DASHES)
-        m = _US_ZIP.fullmatch(v) if v.isascii() else None
-        return _zip(v) if m is None else (m.group(1) or m.group(2).zfill(5))
+        if (got := us_one(v)) is not None:
+            return got
+        left = _zip(v)
+        return left if left is None else (us_one(left) or left)
 
-    def us_ascii(a: pa.Array) -> np.ndarray:
+    def us_shapes(a: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}}|[{WS}]*-.*)?"
                                 f"|(?P<four>[0-9]{{4}}|[5-9][0-9]{{2}}))$")
         five, four = m.field("five"), m.field("four")
         got = pc.if_else(pc.greater(pc.binary_length(five), 0), five, pc.utf8_lpad(four, width=5, padding="0"))
-        return _or_generic(a, got, m.is_valid())
+        return got.to_numpy(zero_copy_only=False).astype(object), m.is_valid().to_numpy(zero_copy_only=False)
+
+    def us_ascii(a: pa.Array) -> np.ndarray:
+        out, matched = us_shapes(a)
+        other = np.flatnonzero(~matched)
+        if other.size:
+            left = ascii_alnum(a.take(pa.array(other)))
+            again, shaped = us_shapes(left)
+            out[other] = np.where(shaped, again, left.to_numpy(zero_copy_only=False).astype(object))
+        return out
 
     def unknown(v: str) -> str | None:
         v = unicodedata.normalize("NFKC", v).translate(_DASHES)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from capi_pipeline.normalize import (NEVER_HASHED_KEYS, NormalizeOptions, RawField, explain, normalize_key,
                                      normalize_user_data)
@@ -124,6 +124,9 @@ def test_state_golden(value, country, expected):
     ("100-0001", "jp", "1000001"), ("2000", "au", "2000"), ("94035", None, "94035"), ("94035-1234", None, "94035"),
     ("94035-12", "us", "94035"), ("SW1A 1AA", "us", "sw1a1aa"), ("01310-100", "us", "01310"),
     ("--", "us", None),
+    # what is left of an unshaped US value goes through the US rules once more: a normalized zip stays as it is
+    ("4#689", "us", "04689"), ("46\t19", "us", "04619"), ("\u2013865", "us", "00865"), ("94035.1234", "us", "94035"),
+    ("9403 51234", "us", "94035"), ("12.3", "us", "123"), ("4#689", "gb", "4689"),
 ])
 def test_zip_golden(value, country, expected):
     assert one("zp", value, country)[0] == expected
@@ -253,6 +256,8 @@ IDEMPOTENT = ["em", "fn", "ln", "ct", "ge", "db", "country", "external_id", "zp"
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(IDEMPOTENT), st.one_of(st.text(max_size=20), st.sampled_from(
     [v for cases in CASES.values() for v, _ in cases if isinstance(v, str)])), st.sampled_from(["us", "gb", "de"]))
+@example("zp", "4#689", "us").via("a US zip whose cleanup is a 4-digit zip")
+@example("zp", "94035.1234", "us").via("a ZIP+4 with a dot")
 def test_idempotent(key, value, country):
     once = one(key, value, country)[0]
     if once is not None:
