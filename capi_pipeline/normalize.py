@@ -177,16 +177,22 @@ def normalize_st(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     name or abbreviation in any case/spacing/accents ("Québec" -> "qc"), looked up in the row country's table then
     the other one (unknown: US first). Any other value (other countries, or a name neither table knows): NFC,
     lowercase, only letters and digits kept ("Greater London" -> "greaterlondon"); "invalid_state" only when nothing
-    is left."""
+    is left. On a North American row what is left is looked up once more, so a normalized state normalizes to
+    itself."""
+    def lookup(v: str, tables: tuple[str, ...]) -> str | None:
+        folded = geo.fold(v.replace("&", " and "))  # "Newfoundland & Labrador"
+        spelled = geo.fold(_POINTS.sub(lambda m: _POINT_WORDS[m.group(1).lower()] + " ", v))
+        for country in tables:
+            if (code := geo.state_lookup(country, folded) or geo.state_lookup(country, spelled)) is not None:
+                return code
+        return None
+
     def one(v: str, region: str | None) -> str | None:
         tables = _NORTH_AMERICA.get(region, ())
-        if tables:
-            folded = geo.fold(v.replace("&", " and "))  # "Newfoundland & Labrador"
-            spelled = geo.fold(_POINTS.sub(lambda m: _POINT_WORDS[m.group(1).lower()] + " ", v))
-            for country in tables:
-                if (code := geo.state_lookup(country, folded) or geo.state_lookup(country, spelled)) is not None:
-                    return code
-        return _alnum(v)
+        if tables and (code := lookup(v, tables)) is not None:
+            return code
+        left = _alnum(v)
+        return (lookup(left, tables) or left) if tables and left is not None and left != v else left
     regs = regions if regions is not None else [None] * len(t.py)
     return np.array([one(v, r) for v, r in zip(t.py, regs)] + [None], dtype=object)[:-1]
 

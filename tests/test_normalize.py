@@ -258,6 +258,7 @@ IDEMPOTENT = ["em", "fn", "ln", "ct", "ge", "db", "country", "external_id", "zp"
     [v for cases in CASES.values() for v, _ in cases if isinstance(v, str)])), st.sampled_from(["us", "gb", "de"]))
 @example("zp", "4#689", "us").via("a US zip whose cleanup is a 4-digit zip")
 @example("zp", "94035.1234", "us").via("a ZIP+4 with a dot")
+@example("st", "\u0130\u02bc('a#", "us").via("a state whose cleanup folds to a code ('i\u0307a' -> 'ia')")
 def test_idempotent(key, value, country):
     once = one(key, value, country)[0]
     if once is not None:
