@@ -202,12 +202,15 @@ def _zip(text: str) -> str | None:
     return _alnum(unicodedata.normalize("NFKC", text))
 
 
-def _or_generic(a: pa.Array, got: pa.Array, matched: pa.Array) -> np.ndarray:
-    """`got` where `matched`, the generic postcode (ascii_alnum) of the other values."""
+def _or_generic(a: pa.Array, got: pa.Array, matched: pa.Array,
+                again: Callable[[pa.Array], tuple[pa.Array, pa.Array]] | None = None) -> np.ndarray:
+    """`got` where `matched`, the generic postcode (ascii_alnum) of the other values; with `again` (a rule giving
+    `(got, matched)` as the first did), a generic postcode it matches becomes what it gives."""
     out = got.to_numpy(zero_copy_only=False).astype(object)
     other = np.flatnonzero(~matched.to_numpy(zero_copy_only=False))
     if other.size:
-        out[other] = ascii_alnum(a.take(pa.array(other))).to_numpy(zero_copy_only=False)
+        left = ascii_alnum(a.take(pa.array(other)))
+        out[other] = left.to_numpy(zero_copy_only=False) if again is None else _or_generic(left, *again(left))
     return out
 
 
@@ -238,21 +241,15 @@ def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
         left = _zip(v)
         return left if left is None else (us_one(left) or left)
 
-    def us_shapes(a: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    def us_shapes(a: pa.Array) -> tuple[pa.Array, pa.Array]:
         m = pc.extract_regex(a, f"^(?:(?P<five>[0-9]{{5}})(?:[{WS}-]*[0-9]{{4}}|[{WS}]*-.*)?"
                                 f"|(?P<four>[0-9]{{4}}|[5-9][0-9]{{2}}))$")
         five, four = m.field("five"), m.field("four")
         got = pc.if_else(pc.greater(pc.binary_length(five), 0), five, pc.utf8_lpad(four, width=5, padding="0"))
-        return got.to_numpy(zero_copy_only=False).astype(object), m.is_valid().to_numpy(zero_copy_only=False)
+        return got, m.is_valid()
 
     def us_ascii(a: pa.Array) -> np.ndarray:
-        out, matched = us_shapes(a)
-        other = np.flatnonzero(~matched)
-        if other.size:
-            left = ascii_alnum(a.take(pa.array(other)))
-            again, shaped = us_shapes(left)
-            out[other] = np.where(shaped, again, left.to_numpy(zero_copy_only=False).astype(object))
-        return out
+        return _or_generic(a, *us_shapes(a), again=us_shapes)
 
     def unknown(v: str) -> str | None:
         v = unicodedata.normalize("NFKC", v).translate(_DASHES)
