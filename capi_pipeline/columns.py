@@ -357,11 +357,12 @@ def combine(parts: list[Part], n: int) -> tuple[np.ndarray, np.ndarray]:
     return out, pd.notna(out)
 
 
-def row_reasons(parts: list[Part], lonely: dict[str, np.ndarray], n: int, index: pd.Index) -> pd.Series:
+def row_reasons(parts: list[Part], flags: list[tuple[np.ndarray, str]], n: int, index: pd.Index) -> pd.Series:
+    """Per row, the "key:reason" of each value dropped (parts), then of each row flagged (`flags`: (rows, reason))."""
     grouped: dict[int, list[str]] = {}
     listed = [(p.pos if p.pos is not None else np.arange(n), np.append(p.dropped, False)[p.unit],
                f"{p.key}:{p.reason}") for p in parts]
-    listed += [(np.arange(n), mask, f"{key}:partner_pair_incomplete") for key, mask in lonely.items()]
+    listed += [(np.arange(n), mask, why) for mask, why in flags]
     for rows, bad, why in listed:
         for r in rows[bad].tolist():
             lst = grouped.setdefault(r, [])

@@ -19,7 +19,8 @@ Decisions (README "Choices"):
   form (lowercase, letters and digits) rather than a drop: the value may belong to a row whose country is missing
   or wrong ("Greater London" with the default US -> "greaterlondon").
 - US zip: first 5 digits of any ZIP+4 spelling; a 4-digit number (or 3 digits from 500) lost its leading zeros to a
-  spreadsheet or an integer column -> left-padded.
+  spreadsheet or an integer column -> left-padded. The other countries of the US ZIP system (PR, GU...) alike.
+- zp/ph: a float's text ("94035.0": a float column in a CSV file) is its integer, as a float cell is (`as_text`).
 - ct/fn/ln/st keep accented and non-Latin letters, NFC (the doc asks for UTF-8; capi-param-builder drops accents);
   full-width Latin letters stay full-width (NFC, not NFKC); zp and ge are NFKC ("１００-０００１", "Ｍ").
 - db: two-digit years are dropped (the century is a guess); dates before 1900 or in the future are dropped; month
@@ -92,6 +93,7 @@ class UserDataResult:
     drops: collections.Counter = field(default_factory=collections.Counter)
     field_reasons: pd.Series | None = None  # tuples of "key:reason" per row; None unless asked (with_reasons=True)
     row_rejection: pd.Series | None = None
+    partner_incomplete: np.ndarray | None = None  # rows with partner_id or partner_name alone (rules reject them)
     present_before: collections.Counter = field(default_factory=collections.Counter)
     present_after: collections.Counter = field(default_factory=collections.Counter)
     prehashed: collections.Counter = field(default_factory=collections.Counter)
@@ -214,6 +216,19 @@ def _or_generic(a: pa.Array, got: pa.Array, matched: pa.Array,
     return out
 
 
+# Countries of the US ZIP system (USPS): a zip there is a US zip (Puerto Rico 006-009xx, Guam 969xx...)
+_US_ZIP_REGIONS = ("us", "pr", "vi", "gu", "as", "mp", "mh", "fm", "pw")
+_FLOAT_TEXT = r"^([0-9]+)\.0$"  # "94035.0": an integer as a float column writes it to a CSV file
+
+
+def _unfloat(t: Texts) -> Texts:
+    """"94035.0" -> "94035": the integer a float column held, as `as_text` reads that column itself (a warehouse
+    column of zips or phones with blanks becomes float, and its CSV export says "94035.0")."""
+    if not pc.any(pc.ends_with(t.arrow, ".0")).as_py():
+        return t
+    return Texts(None, pc.replace_substring_regex(t.arrow, _FLOAT_TEXT, r"\1"), t.ascii)
+
+
 _US_ZIP = re.compile(r"(\d{5})(?:[\s-]*\d{4}|\s*-.*)?|(\d{4}|[5-9]\d\d)")
 # every Unicode dash (en dash, non-breaking hyphen, minus sign...) as "-": ZIP+4 is typed with all of them
 _DASHES = dict.fromkeys(map(ord, "\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a\u2e3a"
@@ -222,7 +237,8 @@ _ZIP4 = re.compile(r"(\d{5})[\s-]+\d{4}")
 
 
 def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
-    """Zip: US rows -> first 5 digits of "94035", "94035-1234", "940351234", "94035 1234", "94035-" (any Unicode
+    """Zip: a float's text ("94035.0", see `_unfloat`) is its integer first. Rows of the US or a country of its ZIP
+    system (PR, VI, GU, AS, MP, MH, FM, PW) -> first 5 digits of "94035", "94035-1234", "940351234", "94035 1234", "94035-" (any Unicode
     dash); a 4-digit number, or a 3-digit one from 500 (ZIPs 00501-00988: Holtsville NY, Puerto Rico, the Virgin
     Islands), had its leading zeros eaten by a spreadsheet or an integer column -> left-padded ("2134" -> "02134",
     "501" -> "00501"). Rows of unknown country: a ZIP+4 ("94035-1234") -> its first 5 digits. Anything else
@@ -259,8 +275,9 @@ def normalize_zp(t: Texts, regions: np.ndarray | None, options: NormalizeOptions
     def unknown_ascii(a: pa.Array) -> np.ndarray:
         m = pc.extract_regex(a, f"^(?P<five>[0-9]{{5}})[{WS}-]+[0-9]{{4}}$")
         return _or_generic(a, m.field("five"), m.is_valid())
+    t = _unfloat(t)
     out = np.full(len(t), None, dtype=object)
-    is_us = np.asarray(regions == "us", dtype=bool) if regions is not None else np.zeros(len(t), dtype=bool)
+    is_us = np.isin(regions, _US_ZIP_REGIONS) if regions is not None else np.zeros(len(t), dtype=bool)
     is_unknown = np.asarray(pd.isna(regions), dtype=bool) if regions is not None else ~is_us
     for mask, ascii_rule, rule in ((is_us, us_ascii, us), (is_unknown, unknown_ascii, unknown),
                                    (~is_us & ~is_unknown, ascii_alnum, _zip)):
@@ -387,9 +404,10 @@ def normalize_text(t: Texts, regions: np.ndarray | None, options: NormalizeOptio
 def normalize_ph(t: Texts, regions: np.ndarray | None, options: NormalizeOptions) -> np.ndarray:
     """Phone -> E.164 digits without "+", exactly as phonenumbers would give (parse with the row's country, else
     options.default_country; national trunk prefixes, 00/011 international prefixes, extensions and separators
-    handled by it); numbers phonenumbers does not call valid -> "invalid_phone". See phone.py."""
+    handled by it); numbers phonenumbers does not call valid -> "invalid_phone". See phone.py. A float's text
+    ("6505551212.0", see `_unfloat`) is its integer first."""
     regs = Regions.of(regions if regions is not None else np.full(len(t), None, dtype=object))
-    return phone_e164_coded(None, regs.codes, list(regs.names), t.arrow)[0]
+    return phone_e164_coded(None, regs.codes, list(regs.names), _unfloat(t).arrow)[0]
 
 
 _DIGITS, _FB = (r"\d+", "[0-9]+"), (r"fb\.\d+\.\d+\.\S+", f"fb\\.[0-9]+\\.[0-9]+\\.[^{WS}]+")
@@ -562,31 +580,38 @@ def normalize_user_data(fields: Sequence[RawField], options: NormalizeOptions, *
 
     presence: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
+    flags: list[tuple[np.ndarray, str]] = []  # (rows, "key:reason") besides the fields' own drops
     for key, key_parts in parts.items():
         result.present_before[key] += int(before[key].sum())
         values[key], presence[key] = combine(key_parts, n)
         if key not in HASHED_KEYS and (len(key_parts) > 1 or key_parts[0].pos is not None):
-            if extra := _first_only(values[key]):
+            left_out = _first_only(values[key])
+            if extra := int(left_out.sum()):
                 result.drops[(key, "extra_values")] += extra
+                flags.append((left_out > 0, f"{key}:extra_values"))
     lonely = _partner_pair(result, presence, values)
+    result.partner_incomplete = np.zeros(n, dtype=bool)
+    for key, mask in lonely.items():
+        flags.append((mask, f"{key}:partner_pair_incomplete"))
+        result.partner_incomplete |= mask
     for key, vals in values.items():
         result.values[key] = pd.Series(vals, index=index, dtype=object)
         result.present[key] = presence[key]
         result.present_after[key] += int(presence[key].sum())
     if with_reasons:
-        result.field_reasons = row_reasons([p for ps in parts.values() for p in ps], lonely, n, index)
+        result.field_reasons = row_reasons([p for ps in parts.values() for p in ps], flags, n, index)
     result.row_rejection = _rejections(presence, n, index)
     return result
 
 
-def _first_only(values: np.ndarray) -> int:
+def _first_only(values: np.ndarray) -> np.ndarray:
     """Never-hashed keys take one value (capi.md §3: no arrays): a row's list becomes its first value, in place.
-    Returns how many values were left out."""
-    extra = 0
+    Returns how many values each row left out."""
+    left_out = np.zeros(len(values), dtype=np.int64)
     for i in np.flatnonzero(np.fromiter((type(v) is list for v in values), dtype=bool, count=len(values))):
-        extra += len(values[i]) - 1
+        left_out[i] = len(values[i]) - 1
         values[i] = values[i][0]
-    return extra
+    return left_out
 
 
 def _partner_pair(result: UserDataResult, presence: dict[str, np.ndarray],
@@ -629,7 +654,9 @@ def _rejections(presence: dict[str, np.ndarray], n: int, index: pd.Index) -> pd.
 def explain(frame: pd.DataFrame, options: NormalizeOptions) -> pd.DataFrame:
     """The `capi-pipeline normalize` core: columns named by user_data keys in, the same columns out holding each
     value exactly as it would be sent (lists as JSON array text, None where dropped) plus `reasons`
-    ("key:reason; ..."). Field-level results are shown even for rows that would be rejected whole."""
+    ("key:reason; ..."), ending in "row:<rule>" when the pipeline would quarantine the whole row
+    (partner_pair_incomplete, no_customer_information, baseline_invalid_combination). Field-level results are
+    shown even for such rows."""
     for col in frame.columns:
         if col not in _RULES:
             base = str(col).rsplit(".", 1)[0]
@@ -641,7 +668,9 @@ def explain(frame: pd.DataFrame, options: NormalizeOptions) -> pd.DataFrame:
     for col in frame.columns:
         out[col] = pd.Series([json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
                               for v in result.values[str(col)].tolist()], index=frame.index, dtype=object)
-    assert result.field_reasons is not None
-    out["reasons"] = pd.Series(["; ".join(r) for r in result.field_reasons.tolist()], index=frame.index,
-                               dtype=object)
+    assert result.field_reasons is not None and result.row_rejection is not None
+    verdicts = np.where(result.partner_incomplete, "partner_pair_incomplete", result.row_rejection.to_numpy())
+    out["reasons"] = pd.Series(["; ".join(r if v is None else (*r, f"row:{v}"))
+                                for r, v in zip(result.field_reasons.tolist(), verdicts.tolist())],
+                               index=frame.index, dtype=object)
     return out

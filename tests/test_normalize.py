@@ -95,6 +95,8 @@ def test_ln_same_rules_as_fn():
     ("0412 345 678", "au", "61412345678"), ("555-1212", "us", None), ("123", "us", None), ("abc", "us", None),
     (16505551212.0, "us", "16505551212"), ("6505551212", None, "16505551212"),
     ("+1 650 555 1212 #12", "gb", "16505551212"),
+    # a float column's CSV text is its integer; only that exact shape
+    ("6505551212.0", "us", "16505551212"), ("2079460958.0", "gb", "442079460958"), ("650555121.20", "us", None),
 ])
 def test_phone_golden(value, country, expected):
     assert one("ph", value, country)[0] == expected
@@ -127,6 +129,12 @@ def test_state_golden(value, country, expected):
     # what is left of an unshaped US value goes through the US rules once more: a normalized zip stays as it is
     ("4#689", "us", "04689"), ("46\t19", "us", "04619"), ("\u2013865", "us", "00865"), ("94035.1234", "us", "94035"),
     ("9403 51234", "us", "94035"), ("12.3", "us", "123"), ("4#689", "gb", "4689"),
+    # a float column's CSV text is its integer ("94035.0" is no 6-digit zip, "501.0" no "05010")
+    ("94035.0", "us", "94035"), ("501.0", "us", "00501"), ("2134.0", "us", "02134"), ("10115.0", "de", "10115"),
+    ("1.0", "us", "1"),
+    # the US ZIP system's other countries take the US rules
+    ("00730-1234", "pr", "00730"), ("730", "pr", "00730"), ("96910-1234", "gu", "96910"), ("802", "vi", "00802"),
+    ("96799", "as", "96799"), ("96950 1234", "mp", "96950"), ("730", "mx", "730"),
 ])
 def test_zip_golden(value, country, expected):
     assert one("zp", value, country)[0] == expected
@@ -246,6 +254,17 @@ def test_explain_golden():
     assert hashed.iloc[0].tolist() == [H("a@x.com"), H("16505551212"), H("us"), H("f"), ""]
     multi = explain(pd.DataFrame({"em": [["a@x.com", "b@x.com"]]}), NormalizeOptions(hash=False))
     assert multi.iloc[0, 0] == '["a@x.com", "b@x.com"]'
+    # the row's own verdict ends the reasons when the pipeline would quarantine the row
+    rows = explain(pd.DataFrame({
+        "em": ["p@x.com", None, "bad", None, None],
+        "fn": [None, "Ann", None, None, None], "ge": [None, "f", None, None, None],
+        "partner_id": ["XYZ", None, None, None, None],
+        "client_ip_address": [None, None, None, '["8.8.8.8", "1.1.1.1"]', None]}), NormalizeOptions(hash=False))
+    assert rows["reasons"].tolist() == [
+        "partner_id:partner_pair_incomplete; row:partner_pair_incomplete", "row:baseline_invalid_combination",
+        "em:invalid_email; row:no_customer_information", "client_ip_address:extra_values",
+        "row:no_customer_information"]
+    assert rows["em"].tolist()[0] == "p@x.com" and rows["client_ip_address"].tolist()[3] == "8.8.8.8"
     with pytest.raises(ValueError, match="nope"):
         explain(pd.DataFrame({"nope": [1]}), NormalizeOptions())
 

@@ -261,6 +261,19 @@ def test_typed_parquet_cells(tmp_path):
     assert out["external_id"].tolist() == ["123", "45.5", None]
 
 
+def test_float_columns_written_to_csv(tmp_path):
+    """A warehouse's integer zip and phone columns with blanks are floats, and their CSV export says "94035.0":
+    read as the integers they were (the same as the float cells themselves, above)."""
+    src, dst = tmp_path / "floats.csv", tmp_path / "floats-out.csv"
+    pd.DataFrame({"zp": [94035.0, 501.0, 2134.0, None], "ph": [6505551212.0, None, 16505551212.0, 2079460958.0],
+                  "country": ["US", "PR", "US", "GB"]}).to_csv(src, index=False)
+    assert "94035.0" in src.read_text()
+    assert cli.main(["normalize", str(src), "--out", str(dst), "--no-hash"]) == 0
+    out = pd.read_csv(dst, dtype=str, keep_default_na=False)
+    assert out["zp"].tolist() == ["94035", "00501", "02134", ""]
+    assert out["ph"].tolist() == ["16505551212", "", "16505551212", "442079460958"]
+
+
 def test_list_cells_become_arrays(tmp_path):
     """A parquet list<string> column: several values of one key per row, written as a JSON array."""
     import json
