@@ -270,7 +270,10 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineConfig:
 
     ud = r.mapping(doc.get("user_data", {}), "user_data")
     r.known(ud, "user_data", {"hash", "prehashed", "default_country", "dob_order", "hash_external_id"})
-    country = r.string(ud, "default_country", prefix="user_data")
+    # absent: US (UserDataConfig's default); `none` or null: rows without a country get none
+    country = r.string(ud, "default_country", prefix="user_data") if "default_country" in ud else "US"
+    if country is not None and country.lower() == "none":
+        country = None
     if country is not None and not re.fullmatch(r"[A-Za-z]{2}", country):
         r.fail("user_data.default_country", "must be an ISO-3166 alpha-2 code such as US")
     user_data = UserDataConfig(
@@ -305,9 +308,11 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineConfig:
     ru = r.mapping(doc.get("rules", {}), "rules")
     r.known(ru, "rules", {"max_age_days", "physical_store_max_age_days", "future_tolerance_s"})
     rules = RulesConfig(
-        max_age_days=r.integer(ru, "max_age_days", 7, low=1, prefix="rules"),
-        physical_store_max_age_days=r.integer(ru, "physical_store_max_age_days", 62, low=1, prefix="rules"),
-        future_tolerance_s=r.integer(ru, "future_tolerance_s", 600, low=0, prefix="rules"),
+        # capi.md §1-2: an event older than 7 days (62 for physical_store, our reading) fails its whole request;
+        # a future one is rejected (an hour covers any clock skew)
+        max_age_days=r.integer(ru, "max_age_days", 7, low=1, high=7, prefix="rules"),
+        physical_store_max_age_days=r.integer(ru, "physical_store_max_age_days", 62, low=1, high=62, prefix="rules"),
+        future_tolerance_s=r.integer(ru, "future_tolerance_s", 600, low=0, high=3600, prefix="rules"),
     )
     return PipelineConfig(
         path=path,

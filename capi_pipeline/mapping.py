@@ -43,20 +43,28 @@ __all__ = ["DROPPED", "check_mapped_columns", "event_keys", "key_source_columns"
 # that cannot be read or is not the shape Meta takes: invalid_json; a value outside Meta's enum: not_in_enum). The
 # value is left out of that event; pipeline counts these under events.values_dropped as "<path>:<reason>".
 DROPPED = "_dropped:"
-# capi.md §2 and §4: fields Meta takes only from a fixed list (compared in lowercase)
+_SEGMENTS = frozenset({
+    "new_customer_to_business", "new_customer_to_business_line", "new_customer_to_product_area",
+    "new_customer_to_medium", "existing_customer_to_business", "existing_customer_to_business_line",
+    "existing_customer_to_product_area", "existing_customer_to_medium", "customer_in_loyalty_program"})
+# capi.md §2 and §4: fields Meta takes only from a fixed list (compared in lowercase). customer_segmentation's
+# placement is UNCONFIRMED (a server field in §2's table, inside custom_data in Meta's example): checked at both.
 _ENUMS: dict[str, frozenset[str]] = {
-    "customer_segmentation": frozenset({
-        "new_customer_to_business", "new_customer_to_business_line", "new_customer_to_product_area",
-        "new_customer_to_medium", "existing_customer_to_business", "existing_customer_to_business_line",
-        "existing_customer_to_product_area", "existing_customer_to_medium", "customer_in_loyalty_program"}),
+    "customer_segmentation": _SEGMENTS,
+    "custom_data.customer_segmentation": _SEGMENTS,
     "messaging_channel": frozenset({"whatsapp"}),
     "custom_data.content_type": frozenset({"product", "product_group"}),
     "custom_data.delivery_category": frozenset({"in_store", "curbside", "home_delivery"}),
 }
 # Numbers in capi.md §4; text that is none is left out and counted (invalid_number)
 _NUMBERS = frozenset({"custom_data.value", "custom_data.predicted_ltv", "custom_data.net_revenue"})
-# Arrays in capi.md §4 even when one text column is mapped to them
-_ARRAY_PATHS = frozenset({"custom_data.content_ids"})
+# Arrays in capi.md §4-5 even when one text column is mapped to them
+_ARRAY_PATHS = frozenset({"custom_data.content_ids", "app_data.url_schemes"})
+# user_data keys Meta takes on app events only (capi.md §3: anon_id, the app install ID): on any other event the
+# value is left out and counted (user_data.anon_id:app_events_only)
+_APP_ONLY = frozenset({"user_data.anon_id"})
+# capi.md §2: original_event_data ties a delayed event to an earlier one by these fields (event_time in seconds)
+_ORIGINAL_EVENT_KEYS = frozenset({"event_name", "event_time", "order_id", "event_id"})
 # Strings in capi.md §2/§4 even when the warehouse types them as integers ("order_id": 1001 is no string; it is
 # the offline deduplication key): sent as text. Custom properties of any other name keep their numbers.
 _TEXT_PATHS = frozenset({
@@ -111,8 +119,8 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
         elif src.many or (path in _ARRAY_PATHS and src.parse != "json"):
             out[path] = _list_cells(frame, src, n)  # one column mapped to an array field: arrays of one
         elif src.parse == "json":
-            out[path], out[f"{DROPPED}invalid_json:{path}"] = _parse_json(_single(frame, src, n),
-                                                                          contents=path == "custom_data.contents")
+            out[path], out[f"{DROPPED}invalid_json:{path}"] = _parse_json(
+                _single(frame, src, n), contents=path == "custom_data.contents", shape=_JSON_SHAPES.get(path))
         elif path in _ENUMS:
             out[path], out[f"{DROPPED}not_in_enum:{path}"] = _enum(_single(frame, src, n), _ENUMS[path])
         elif path in _NUMBERS and src.const is None:
@@ -123,6 +131,7 @@ def to_canonical(frame: pd.DataFrame, cfg: PipelineConfig, *, file: str, first_r
             out[path] = _scalar(path, _single(frame, src, n), src)
     for key in ("action_source", "custom_data.currency"):
         _default(out, key, cfg, n)
+    _app_only(out, n)
     out.update(event_keys(frame, cfg))
     canon = pd.DataFrame(out, index=pd.RangeIndex(n))
     canon.attrs[TRIMMED_TEXT] = ("event_name", "event_id", "action_source")  # `_as_text` / `_objects` made them
@@ -184,6 +193,22 @@ def _default(out: dict[str, Any], key: str, cfg: PipelineConfig, n: int) -> None
         values = values.copy()
         values[missing] = fill
     out[key] = pd.Series(values, dtype=object)
+
+
+def _app_only(out: dict[str, Any], n: int) -> None:
+    """`_APP_ONLY` keys left out of every event whose action_source is not "app" (and counted)."""
+    cols = [c for c in out if c.split("#", 1)[0] in _APP_ONLY]
+    if not cols:
+        return
+    source = out.get("action_source")
+    app = np.zeros(n, dtype=bool) if source is None else \
+        np.asarray(pd.Series(source, dtype=object).to_numpy(dtype=object) == "app", dtype=bool)
+    for col in cols:
+        values = out[col]
+        other = values.notna().to_numpy(dtype=bool) & ~app
+        if other.any():
+            out[col] = values.mask(other)
+            out[f"{DROPPED}app_events_only:{col}"] = other
 
 
 def user_data_columns(canon: pd.DataFrame) -> list[tuple[str, str]]:
@@ -545,17 +570,22 @@ def _to_bool(v: Any) -> bool | None:
     return bool(v)
 
 
-def _parse_json(values: pd.Series, *, contents: bool = False) -> tuple[pd.Series, np.ndarray]:
+def _parse_json(values: pd.Series, *, contents: bool = False,
+                shape: Callable[[Any], Any] | None = None) -> tuple[pd.Series, np.ndarray]:
     """JSON text cells -> parsed values, once per distinct text; unparseable text -> None, other cells as given.
     Arrays of flat objects in plain JSON (`_FLAT_OBJECTS`) stay their text, as an `orjson.Fragment`. Also which
     rows held (non-blank) text that had to be dropped. `contents`: only arrays of objects with an "id" are kept
-    (capi.md §4); an empty array is no contents."""
+    (capi.md §4); an empty array is no contents. `shape`: each parsed value as the field takes it, None where
+    it cannot be sent (`_JSON_SHAPES`)."""
     arrow = _raw_text(values)
     if arrow is not None:
         encoded = pc.dictionary_encode(arrow)
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
         parsed = np.empty(len(encoded.dictionary) + 1, dtype=object)  # the extra slot: missing cells -> None
-        parsed[:-1] = (_contents_or_none if contents else _fragments_or_loads)(encoded.dictionary)
+        if shape is not None:
+            parsed[:-1] = [None if v is None else shape(v) for v in _loads(encoded.dictionary)]
+        else:
+            parsed[:-1] = (_contents_or_none if contents else _fragments_or_loads)(encoded.dictionary)
         dropped = np.append(pd.isna(parsed[:-1]), False)
         if dropped.any():  # ... unless blank (or, for contents, an empty array): nothing was there to send
             at = np.flatnonzero(dropped)
@@ -576,6 +606,8 @@ def _parse_json(values: pd.Series, *, contents: bool = False) -> tuple[pd.Series
     parsed[:-1] = [_json_cell(v) for v in cells]
     if contents:
         parsed[:-1] = [v if _has_ids(v) else None for v in parsed[:-1]]
+    if shape is not None:
+        parsed[:-1] = [None if v is None or v != v else shape(v) for v in parsed[:-1]]
     dropped = np.array([_dropped(v, p) and not (contents and p == []) for v, p in zip(cells, parsed[:-1])]
                        + [False], dtype=bool)
     return pd.Series(parsed[codes], index=values.index, dtype=object), dropped[codes]
@@ -584,6 +616,29 @@ def _parse_json(values: pd.Series, *, contents: bool = False) -> tuple[pd.Series
 def _has_ids(value: Any) -> bool:
     """A parsed `contents` value as capi.md §4 has it: a non-empty array of objects, each with an "id"."""
     return isinstance(value, list) and bool(value) and all(isinstance(o, dict) and "id" in o for o in value)
+
+
+def _original_event(value: Any) -> dict[str, Any] | None:
+    """`original_event_data` as capi.md §2 has it: an object of event_name, event_time (whole Unix seconds, also
+    as digits), order_id and event_id (text; integers become text, as the event's own ids do); else None."""
+    if not isinstance(value, dict) or not value or not value.keys() <= _ORIGINAL_EVENT_KEYS:
+        return None
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if key == "event_time":
+            if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit():
+                v = int(v.strip())
+            if isinstance(v, bool) or not isinstance(v, int):
+                return None
+        elif isinstance(v, int) and not isinstance(v, bool) and key != "event_name":
+            v = str(v)
+        elif not isinstance(v, str) or not v.strip():
+            return None
+        out[key] = v.strip() if isinstance(v, str) else v
+    return out
+
+
+_JSON_SHAPES: dict[str, Callable[[Any], Any]] = {"original_event_data": _original_event}
 
 
 def _dropped(cell: Any, parsed: Any) -> bool:

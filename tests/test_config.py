@@ -54,6 +54,13 @@ def test_defaults_and_paths(tmp_path: Path) -> None:
     assert cfg.ledger_location() == str(tmp_path / "state/ledger.sqlite")
     assert cfg.mapping["user_data.em"].columns == ("email", "email2")
     assert cfg.mapping["user_data.em"].many
+    assert cfg.user_data.default_country == "US" and cfg.user_data.hash  # no user_data block: the defaults
+
+
+@pytest.mark.parametrize("given, expected", [("gb", "GB"), ("none", None), ("None", None), (None, None)])
+def test_default_country(given, expected, tmp_path: Path) -> None:
+    cfg = parse_pipeline(_with(user_data={"default_country": given}), tmp_path / "p.yaml")
+    assert cfg.user_data.default_country == expected
     assert cfg.with_endpoint("http://127.0.0.1:9/").destinations[0].endpoint == "http://127.0.0.1:9"
 
 
@@ -77,6 +84,9 @@ def test_defaults_and_paths(tmp_path: Path) -> None:
     ({"ldu": {"policy": "by_state"}}, "ldu.policy"),
     ({"event_time": {"timezone": "Mars/Base"}}, "event_time.timezone"),
     ({"user_data": {"default_country": "USA"}}, "user_data.default_country"),
+    ({"rules": {"max_age_days": 30}}, "rules.max_age_days"),  # Meta fails the whole request
+    ({"rules": {"physical_store_max_age_days": 90}}, "rules.physical_store_max_age_days"),
+    ({"rules": {"future_tolerance_s": 86400}}, "rules.future_tolerance_s"),
     ({"surprise": 1}, "(document)"),
     ({"version": 2}, "version"),
 ])

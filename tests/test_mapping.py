@@ -379,6 +379,36 @@ def test_enum_fields_keep_only_meta_values(tmp_path: Path) -> None:
     assert canon["_dropped:not_in_enum:custom_data.content_type"].tolist() == [False, False, True]
 
 
+def test_fields_as_capi_md_types_them(tmp_path: Path) -> None:
+    """capi.md: url_schemes is an array (§5); customer_segmentation's list holds inside custom_data too (§2);
+    anon_id is for app events only (§3); original_event_data is {event_name, event_time (seconds), order_id,
+    event_id} (§2). What cannot be sent is left out of its event and counted; the row is kept."""
+    mapping = {"event_name": "ev", "event_time": "ts", "user_data.em": "email", "user_data.anon_id": "anon",
+               "action_source": "src", "app_data.url_schemes": "schemes", "custom_data.customer_segmentation": "seg",
+               "original_event_data": {"column": "orig", "parse": "json"}}
+    cfg = _cfg(tmp_path, mapping=mapping)
+    frame = pd.DataFrame({
+        "ev": ["Purchase"] * 5, "ts": ["2026-11-22T14:03:11Z"] * 5, "email": ["a@b.co"] * 5,
+        "anon": ["XZ1", "XZ2", None, "XZ4", "XZ5"], "src": ["app", "physical_store", "app", "website", None],
+        "schemes": ["fb123://", None, "fb1://", None, None], "seg": ["Existing_Customer_To_Business", "bogus", None,
+                                                                     None, None],
+        "orig": ['{"event_name": "Lead", "event_time": 1764000000, "order_id": 77}',
+                 '{"event_name": "Lead", "event_time": "2026-12-01T10:00:00Z"}', '{"event_time": "1764000000"}',
+                 '{"event_name": "Lead", "surprise": 1}', '["Lead"]'],
+        "order_id": list("abcde"), "line": [1, 2, 3, 4, 5]})
+    canon = to_canonical(frame, cfg, file="f.csv", first_row=1)
+    assert canon["app_data.url_schemes"].tolist() == [["fb123://"], None, ["fb1://"], None, None]
+    assert canon["custom_data.customer_segmentation"].tolist() == ["existing_customer_to_business", None, None,
+                                                                   None, None]
+    assert canon["_dropped:not_in_enum:custom_data.customer_segmentation"].tolist() == [False, True] + [False] * 3
+    assert [v if isinstance(v, str) else None for v in canon["user_data.anon_id"]] == ["XZ1"] + [None] * 4
+    assert canon["_dropped:app_events_only:user_data.anon_id"].tolist() == [False, True, False, True, True]
+    assert canon["original_event_data"].tolist() == [
+        {"event_name": "Lead", "event_time": 1764000000, "order_id": "77"}, None, {"event_time": 1764000000},
+        None, None]
+    assert canon["_dropped:invalid_json:original_event_data"].tolist() == [False, True, False, True, True]
+
+
 def test_text_that_is_no_number_is_counted_when_left_out(tmp_path: Path) -> None:
     """custom_data.value '12,50' or 'abc' on a Lead: the event goes without a value, and the report counts it
     (custom_data.value:invalid_number); a Purchase without a number is quarantined by the rules instead."""
