@@ -36,8 +36,8 @@ from capi_pipeline.columns import PY_SPACE, TRIMMED_TEXT
 from capi_pipeline.config import FieldSource, PipelineConfig
 from capi_pipeline.errors import ContractViolation
 
-__all__ = ["DROPPED", "check_mapped_columns", "event_keys", "key_source_columns", "parse_event_time",
-           "source_columns", "to_canonical", "user_data_columns"]
+__all__ = ["DROPPED", "check_mapped_columns", "event_keys", "key_columns", "key_source_columns",
+           "parse_event_time", "source_columns", "to_canonical", "user_data_columns"]
 
 # canonical column "_dropped:<reason>:<path>": True where the source held a value that could not be sent (JSON text
 # that cannot be read or is not the shape Meta takes: invalid_json; a value outside Meta's enum: not_in_enum). The
@@ -171,9 +171,15 @@ def event_key_texts(frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[pa.Array,
 
 def key_source_columns(cfg: PipelineConfig) -> list[str]:
     """The source columns `event_keys` reads."""
-    cols = [c for path in _KEY_PATHS if path in cfg.mapping for c in cfg.mapping[path].columns if c]
-    cols += [cfg.event_id.column] if cfg.event_id.column else list(cfg.event_id.keys or ())
-    return list(dict.fromkeys(cols))
+    return list(dict.fromkeys(c for cols in key_columns(cfg).values() for c in cols))
+
+
+def key_columns(cfg: PipelineConfig) -> dict[str, tuple[str, ...]]:
+    """Per id key (event_name, event_id), the source columns `event_keys` may read for it."""
+    cols = {path: tuple(c for c in cfg.mapping[path].columns if c) if path in cfg.mapping else ()
+            for path in _KEY_PATHS}
+    cols["event_id"] += (cfg.event_id.column,) if cfg.event_id.column else tuple(cfg.event_id.keys or ())
+    return cols
 
 
 def _default(out: dict[str, Any], key: str, cfg: PipelineConfig, n: int) -> None:

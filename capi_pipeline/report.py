@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -204,25 +206,48 @@ def _iso(ts: float) -> str:
 
 
 WITHHELD = "<withheld>"
+_ID_KEYS = ("event_name", "event_id")
+_AT_SIGNS = re.compile("[@\uff20\ufe6b]")  # "@", and the full-width and small "@" an e-mail is typed with too
+# A phone number as typed: digits in groups ("+1 415 555 0177", "(415) 555-0177", "415.555.0177"), 7+ of them.
+# A plain run of digits is left alone: order numbers are that.
+_PHONE_LIKE = re.compile(r"(?=(?:\D*\d){7})[+(]?\d[\d\s().\-/]*\d\)?")
+_PHONE_MARKS = re.compile(r"^[+(]|\d[\s().\-/]+\d")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet opening the CSV would run as a formula
 
 
-def _identifiers_only(rec: dict[str, Any]) -> dict[str, Any]:
-    """A record whose event_name / event_id can be shown: the row's ids, unless that id is the value a rule
-    rejected (an e-mail in event_name fails `value_not_allowed`: it is no id) or looks like an e-mail."""
-    out = rec
-    for key in ("event_name", "event_id"):
+def _contact_like(value: str) -> bool:
+    """An e-mail or a phone number where an id should be (a shifted CSV row, a mis-mapped column)."""
+    return bool(_AT_SIGNS.search(value)) or (_PHONE_LIKE.fullmatch(value.strip()) is not None
+                                              and _PHONE_MARKS.search(value.strip()) is not None)
+
+
+def _cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would read as a formula, quoted as text ("'=HYPERLINK(...)")."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def _identifiers_only(rec: dict[str, Any], withhold: Iterable[str] = ()) -> dict[str, Any]:
+    """A record whose event_name / event_id can be shown: the row's ids, unless a rule rejected a value the id
+    is made of (`withhold`) or the id looks like an e-mail or a phone number; text cells safe for spreadsheets."""
+    out = {k: _cell(v) for k, v in rec.items()}
+    for key in _ID_KEYS:
         value = rec.get(key)
-        if isinstance(value, str) and ("@" in value or (rec.get("field") == key and rec.get("rule") !=
-                                                          "duplicate_event_id")):
-            out = {**out, key: WITHHELD}
+        if isinstance(value, str) and (key in withhold or _contact_like(value)):
+            out[key] = WITHHELD
     return out
 
 
 class QuarantineWriter:
-    """Append rejected-row records to `quarantine.csv` as they come (memory stays flat)."""
+    """Append rejected-row records to `quarantine.csv` as they come (memory stays flat).
 
-    def __init__(self, path: Path) -> None:
+    `id_columns`: per id key (event_name, event_id), the source columns it is made of: when a rule rejects one
+    of them on a row, that id is the rejected value (a phone typed into "Event ID") and is withheld on every
+    record of the row.
+    """
+
+    def __init__(self, path: Path, id_columns: Mapping[str, Iterable[str]] | None = None) -> None:
         self.path = path
+        self._sources = {key: {key, *(id_columns or {}).get(key, ())} for key in _ID_KEYS}
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("w", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._fh, fieldnames=QUARANTINE_FIELDS, extrasaction="ignore")
@@ -230,7 +255,14 @@ class QuarantineWriter:
         self.count = 0
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        self._writer.writerows(map(_identifiers_only, records))
+        withhold: dict[tuple[Any, Any], set[str]] = defaultdict(set)  # (file, row) -> id keys
+        for rec in records:
+            if rec.get("rule") != "duplicate_event_id":  # a duplicate's id is the id, not a rejected value
+                for key, sources in self._sources.items():
+                    if rec.get("field") in sources:
+                        withhold[(rec.get("file"), rec.get("row"))].add(key)
+        self._writer.writerows(_identifiers_only(rec, withhold.get((rec.get("file"), rec.get("row")), ()))
+                               for rec in records)
         self.count += len(records)
 
     def close(self) -> None:

@@ -62,6 +62,32 @@ def test_quarantine_shows_ids_but_never_the_rejected_value(tmp_path: Path) -> No
     assert "example" not in (tmp_path / "quarantine.csv").read_text(encoding="utf-8")
 
 
+def test_quarantine_withholds_ids_made_of_a_rejected_or_contact_value(tmp_path: Path) -> None:
+    """An id is withheld on every record of a row when a rule rejected one of its source columns ("Event ID",
+    or lead_id when the event_id is made of it); so is an id that looks like a phone number or an e-mail
+    typed with a full-width "@" (a shifted CSV row). A formula-looking text is quoted for spreadsheets."""
+    import csv
+
+    from capi_pipeline.report import QuarantineWriter
+
+    path = tmp_path / "quarantine.csv"
+    rows = [(1, "Lead", "CANARYLEAD", "invalid_pattern", "lead_id"),
+            (2, "Lead", "(415) 555-0177", "event_too_old", "event_time"),
+            (3, "Zzqvorn", "O3", "missing_value", "event_time"), (3, "Zzqvorn", "O3", "value_not_allowed", "Event Type"),
+            (4, "Lead", "jo＠leak.test", "event_too_old", "event_time"),
+            (5, "Lead", '=HYPERLINK("http://x.test/")', "event_too_old", "event_time"),
+            (6, "Lead", "14155550177", "event_too_old", "event_time")]
+    with QuarantineWriter(path, {"event_name": ("Event Type",), "event_id": ("Event ID", "lead_id")}) as q:
+        q.write([{"file": "f", "row": r, "event_name": name, "event_id": eid, "rule": rule, "field": fld,
+                  "message": "m"} for r, name, eid, rule, fld in rows])
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    assert [(r["event_name"], r["event_id"]) for r in rows] == [
+        ("Lead", "<withheld>"), ("Lead", "<withheld>"), ("<withheld>", "O3"), ("<withheld>", "O3"),
+        ("Lead", "<withheld>"), ("Lead", "'=HYPERLINK(\"http://x.test/\")"), ("Lead", "14155550177")]
+    text = path.read_text(encoding="utf-8")
+    assert "CANARY" not in text and "(415)" not in text and "Zzqvorn" not in text and "leak.test" not in text
+
+
 def test_coverage_before_is_over_the_rows_whose_keys_were_read() -> None:
     """Customer keys are read from the rows that passed contract and rules: coverage_before divides by those,
     not by every row read (a partition whose rows were all rejected showed 0% for keys every row held)."""
