@@ -103,17 +103,41 @@ _SCRUB_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def scrub(text: str, *, secrets: tuple[str, ...] = ()) -> str:
-    """Meta's text made safe to log: no tokens, e-mails, phone-like numbers or hashes; at most 300 chars."""
+def scrub(text: str, *, secrets: tuple[str, ...] = (), sent: tuple[str, ...] = ()) -> str:
+    """Meta's text made safe to log: no tokens, e-mails, phone-like numbers or hashes, and none of the `sent`
+    values (what the request carried: Meta may quote it back); at most 300 chars."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
+    for value in sent:
+        if value in text:
+            text = text.replace(value, "<sent value>")
     for pattern, replacement in _SCRUB_PATTERNS:
         text = pattern.sub(replacement, text)
     text = " ".join(text.split())
     if len(text) > MAX_MESSAGE_CHARS:
         text = text[: MAX_MESSAGE_CHARS - 1] + "…"
     return text
+
+
+_MIN_QUOTED = 4  # shorter sent texts ("m", "us") are no customer value worth hiding, and would mangle words
+
+
+def sent_values(payload: bytes) -> tuple[str, ...]:
+    """The user_data texts of a request body (raw ones: IP, user agent, fbc, madid, partner_id...; the hashes go
+    by pattern), longest first: what `scrub` hides should Meta quote them back in an error."""
+    try:
+        events = orjson.loads(payload).get("data") or []
+    except (orjson.JSONDecodeError, AttributeError):
+        return ()
+    found: set[str] = set()
+    for event in events if isinstance(events, list) else ():
+        user_data = event.get("user_data") if isinstance(event, dict) else None
+        for value in user_data.values() if isinstance(user_data, dict) else ():
+            for v in value if isinstance(value, list) else (value,):
+                if isinstance(v, (str, int)) and not isinstance(v, bool) and len(str(v)) >= _MIN_QUOTED:
+                    found.add(str(v))
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 # ---------------------------------------------------------------------------------------------- classification
@@ -274,7 +298,7 @@ class CapiClient:
                                  headers={"Content-Type": "application/json"})
         body = self._json(response)
         if response.status_code != 200 or not isinstance(body, dict) or "error" in body:
-            raise self._error(response, body, batch_id)
+            raise self._error(response, body, batch_id, sent=payload)
         received = _as_int(body.get("events_received"))
         fbtrace_id = body.get("fbtrace_id") if isinstance(body.get("fbtrace_id"), str) else None
         if received != len(events):
@@ -282,8 +306,10 @@ class CapiClient:
                 f"batch {batch_id}: Meta acknowledged {received} of {len(events)} events",
                 fbtrace_id=fbtrace_id, batch_id=batch_id, http_status=200)
         messages = body.get("messages") or []
+        quoted = sent_values(payload) if messages else ()
         return SendResult(events_received=received, fbtrace_id=fbtrace_id,
-                          messages=[self._scrub(str(m)) for m in messages] if isinstance(messages, list) else [])
+                          messages=[self._scrub(str(m), quoted) for m in messages]
+                          if isinstance(messages, list) else [])
 
     def dataset_quality(self, fields: str) -> dict:
         """GET the Dataset Quality API for this dataset (token in the header, never in the URL)."""
@@ -323,10 +349,11 @@ class CapiClient:
         except orjson.JSONDecodeError:
             return None
 
-    def _scrub(self, text: str) -> str:
-        return scrub(text, secrets=(self.settings.token.value,))
+    def _scrub(self, text: str, sent: tuple[str, ...] = ()) -> str:
+        return scrub(text, secrets=(self.settings.token.value,), sent=sent)
 
-    def _error(self, response: requests.Response, body: Any, batch_id: str | None) -> DeliveryError:
+    def _error(self, response: requests.Response, body: Any, batch_id: str | None, *,
+               sent: bytes | None = None) -> DeliveryError:
         error = body.get("error") if isinstance(body, dict) else None
         if not isinstance(error, dict):
             error = None
@@ -345,7 +372,7 @@ class CapiClient:
             for key in ("error_user_title", "error_user_msg"):
                 if error.get(key):
                     parts.append(str(error[key]))
-            detail = self._scrub(" | ".join(p for p in parts if p))
+            detail = self._scrub(" | ".join(p for p in parts if p), sent_values(sent) if sent else ())
             text = f"{where}: HTTP {status} code {code}" + (f"/{subcode}" if subcode else "") + f": {detail}"
         exc = cls(text, code=code, subcode=subcode, fbtrace_id=fbtrace_id, batch_id=batch_id, http_status=status)
         exc.retry_after_s = _retry_after_s(response, code)  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -102,7 +103,19 @@ def resolve_token(dest: DestinationConfig, env: Mapping[str, str] | None = None)
         raise ConfigurationError(
             f"no access token: set the environment variable {dest.token_env} "
             f"(dataset {dest.dataset_id}); on Airflow use the connection {dest.connection_id!r}")
-    return Secret(value)
+    return Secret(_checked_token(value, f"the environment variable {dest.token_env}"))
+
+
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # printable ASCII: what an HTTP header can carry, and every Meta token is
+
+
+def _checked_token(value: str, where: str) -> str:
+    """The token, if a header can carry it; else an error that names where it came from, never the token (an
+    HTTP library's own error would quote the whole header)."""
+    if not _TOKEN_TEXT.fullmatch(value):
+        raise ConfigurationError(f"the access token in {where} holds a space, a line break or a non-ASCII "
+                                 "character: check how the secret was stored (copy it again)")
+    return value
 
 
 def normalize_options(cfg: PipelineConfig) -> Any:
@@ -228,7 +241,8 @@ def _large(cfg: PipelineConfig, files: list[Path]) -> bool:
 def _tokens(cfg: PipelineConfig, tokens: Mapping[str, Any] | None, dry_run_dir: Path | None) -> dict[str, Any]:
     from capi_pipeline.client import Secret
 
-    out = {k: v if isinstance(v, Secret) else Secret(str(v)) for k, v in (tokens or {}).items()}
+    out = {k: v if isinstance(v, Secret) else Secret(_checked_token(str(v).strip(), f"the token for dataset {k}"))
+           for k, v in (tokens or {}).items()}
     if dry_run_dir is None:
         for dest in cfg.destinations:
             if dest.dataset_id not in out:

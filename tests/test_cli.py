@@ -62,6 +62,12 @@ def test_missing_token_is_a_configuration_error(tmp_path: Path, yesterday) -> No
                           "--endpoint", "http://127.0.0.1:9"], capture_output=True, text=True, env=env)
     assert run.returncode == 2
     assert "META_CAPI_ACCESS_TOKEN" in run.stderr
+    # a token a header cannot carry (pasted with a line break): named by where it came from, never shown
+    env["META_CAPI_ACCESS_TOKEN"] = "CANARYTOKEN\n123abc"
+    run = subprocess.run([*EXE, "run", str(tmp_path / "offline.pipeline.yaml"), "--date", day,
+                          "--endpoint", "http://127.0.0.1:9"], capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "META_CAPI_ACCESS_TOKEN" in run.stderr and "line break" in run.stderr
+    assert "CANARY" not in run.stderr + run.stdout and "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("args, code", [

@@ -311,6 +311,30 @@ def test_send_errors_are_classified_and_scrubbed(answer: Answer, expected: type,
         assert exc.fbtrace_id == f"T{code}"
 
 
+def test_meta_quoting_what_we_sent_is_scrubbed() -> None:
+    """Meta's error text (and a 200's messages) may quote the request: the raw user_data values we sent (user
+    agent, IPv6, fbc, madid, partner_id...) never reach the exception, hence no log, report or quarantine."""
+    raw = {"client_user_agent": "CanaryUA/9.9 (Zzqvorn)", "client_ip_address": "2001:db8::77",
+           "fbc": "fb.1.1700000000.CanaryClick", "madid": "5ca1ab1e-0000-4000-8000-000000000077",
+           "partner_id": "CANARYRAMP9931", "partner_name": "liveramp"}
+    sent = [{**e, "user_data": {**e["user_data"], **raw}} for e in events(2)]
+
+    def echo(call: Call) -> Answer:
+        quoted = " ".join(f"{k}={v}" for k, v in call.events[0]["user_data"].items() if k != "em")
+        return graph_error(400, 100, 2804001, f"Invalid parameter: {quoted}", user_msg=quoted)
+
+    with FakeGraph(echo) as fake:
+        client = CapiClient(make_session(1), settings_for(fake.url))
+        with pytest.raises(InvalidEventsError) as info:
+            client.send(sent, batch_id="b9")
+        fake.script = lambda call: Answer(payload={"events_received": 2, "messages": [str(raw)]})
+        result = client.send(sent, batch_id="b10")
+    for text in (str(info.value), *result.messages):
+        assert "<sent value>" in text
+        for value in raw.values():
+            assert value not in text, text
+
+
 def test_events_received_mismatch_is_transient() -> None:
     with FakeGraph(lambda call: Answer(payload={"events_received": len(call.events) - 1, "fbtrace_id": "M"})) as fake:
         client = CapiClient(make_session(1), settings_for(fake.url))
