@@ -657,12 +657,14 @@ def explain(frame: pd.DataFrame, options: NormalizeOptions) -> pd.DataFrame:
     ("key:reason; ..."), ending in "row:<rule>" when the pipeline would quarantine the whole row
     (partner_pair_incomplete, no_customer_information, baseline_invalid_combination). Field-level results are
     shown even for such rows."""
-    for col in frame.columns:
+    for at, col in enumerate(frame.columns, 1):
         if col not in _RULES:
+            # named by position: a file without its header row has a customer's values as column names
             base = str(col).rsplit(".", 1)[0]
             hint = (f" (a repeated {base!r} header? Put several values of one key in one cell as a JSON array: "
-                    f'["a@example.com", "b@example.com"])') if base in _RULES else ""
-            raise ValueError(f"unknown user_data key column: {col}{hint}")
+                    f'["a@example.com", "b@example.com"])') if base in _RULES else \
+                f" (columns are named by user_data keys: {', '.join(_RULES)})"
+            raise ValueError(f"column {at} is no user_data key{hint}")
     result = normalize_user_data([RawField(str(c), frame[c]) for c in frame.columns], options, with_reasons=True)
     out = pd.DataFrame(index=frame.index)
     for col in frame.columns:

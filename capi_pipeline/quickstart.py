@@ -119,6 +119,7 @@ _PHONE = re.compile(r"^\s*(?:\+\d[\d\s().-]{6,}\d|\(?\d{2,4}\)?[\s.-]\d{2,4}[\s.
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ISO_TS = re.compile(r"^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _DATE_IN_NAME = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NUMBER = re.compile(r"^\s*[+-]?\d+(?:[.,]\d+)*\s*$")
 _PART_FILE = re.compile(r"^part-[0-9]+")
 
 
@@ -162,6 +163,15 @@ def read_sample(path: Path, rows: int = SAMPLE_ROWS) -> tuple[pd.DataFrame, dict
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read ({type(exc).__name__})") from None
     raise ConfigurationError(f"{path}: expected a .parquet, .csv or .jsonl file")
+
+
+def header_like_data(columns: Any) -> int | None:
+    """The 1-based position of the first header cell that reads as a value (an e-mail, a phone number, an IP
+    address, a timestamp, a number): a CSV exported without its header row."""
+    for at, name in enumerate(map(str, columns), 1):
+        if _EMAIL.match(name) or _PHONE.match(name) or _is_ip(name) or _ISO_TS.match(name) or _NUMBER.match(name):
+            return at
+    return None
 
 
 def csv_delimiter(path: Path) -> str:
@@ -604,6 +614,11 @@ def init(sample: Path, *, kind: Kind, dataset_id: str, out_dir: Path, force: boo
     if not re.fullmatch(r"\d{1,20}", dataset_id):
         raise ConfigurationError(f"--dataset-id {dataset_id!r}: must be the numeric dataset (pixel) id")
     frame, logical = read_sample(sample, rows)
+    if sample.suffix.lower() == ".csv" and (at := header_like_data(frame.columns)) is not None:
+        # its "names" are a customer's values: nothing of them is printed or written into the YAML
+        raise InputError(f"{sample}: the first line looks like data, not a header (column {at} reads as an "
+                         "e-mail, a phone number, an IP address, a time or a number): export the file with its "
+                         "header row")
     inf = infer(frame, kind, logical)
     stem = pipeline_stem(sample)
     out_dir.mkdir(parents=True, exist_ok=True)

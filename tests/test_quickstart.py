@@ -183,6 +183,20 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     assert quickstart.cmd_init(_init_args(src, "offline", tmp_path, "--force")) == 0
 
 
+def test_init_refuses_a_csv_without_its_header_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An export without its header (UNLOAD without HEADER): the first row would be the column names, and init
+    would print them and write them into the YAML. It refuses, naming the column by position only."""
+    from capi_pipeline.errors import InputError
+
+    src = tmp_path / "orders_2026-11-20.csv"
+    src.write_text("evt-1,2026-11-20T10:00:00Z,canary-h1@leak.test,+1 415 555 0177,Zzqvorn\n"
+                   "evt-2,2026-11-20T11:00:00Z,b@x.test,+1 415 555 0178,Qxlyptra\n", encoding="utf-8")
+    with pytest.raises(InputError, match="column 2 reads as") as err:
+        quickstart.cmd_init(_init_args(src, "offline", tmp_path))
+    assert "canary" not in str(err.value) + capsys.readouterr().out and not list(tmp_path.glob("*.yaml"))
+    assert quickstart.header_like_data(["order_id", "ts", "email", "phone", "store 12"]) is None
+
+
 @pytest.mark.parametrize(("column", "target"), [
     ("email", "user_data.em"), ("E_Mail", "user_data.em"), ("emailAddress", "user_data.em"),
     ("mail", "user_data.em"), ("email_alt", "user_data.em"), ("email2", "user_data.em"),
