@@ -631,7 +631,7 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
     bodies already serialized (`payload.JsonArray`); here they are dicts. Either way a chunk's events are cut
     into blocks of `payload.block_size(batching.size)`, so requests do not depend on the number of processes.
     """
-    from capi_pipeline.rules import SeenEvents
+    from capi_pipeline.rules import KnownDuplicates, SeenEvents, duplicate_mask
 
     seen = SeenEvents()
     clock = int(time.time()) if now is None else now
@@ -649,8 +649,9 @@ def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunSt
     for fv in validations:
         for chunk in extract.read_chunks(fv.path, cfg.source.format, transform_rows(cfg), name=fv.name,
                                          delimiter=cfg.source.delimiter):
+            dup = duplicate_mask(cfg, seen, chunk.first_row, chunk.frame, fv.rejected_rows)
             built = transform_chunk(cfg, chunk, fv.rejected_rows, stats, quarantine, options=options,
-                                    rule_settings=settings, seen=seen, now=clock)
+                                    rule_settings=settings, seen=KnownDuplicates(dup), now=clock)
             yield from built.blocks()
 
 

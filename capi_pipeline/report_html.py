@@ -69,7 +69,8 @@ def write_html(report: Mapping[str, Any], out_dir: Path) -> Path:
 def status_of(report: Mapping[str, Any]) -> tuple[str, str, str]:
     """(level, colour, sentence): red when events failed, amber when rows were rejected, else green."""
     failed = _int(report.get("events_failed"))
-    rejected = _int(report.get("rows_rejected")) + _int(report.get("events_rejected_by_meta"))
+    # rows_rejected already counts the events Meta refused (rule meta_rejected): not added twice
+    rejected = max(_int(report.get("rows_rejected")), _int(report.get("events_rejected_by_meta")))
     if failed or report.get("errors"):
         return "failed", _RED, f"{failed:,} events were not delivered"
     if rejected:

@@ -40,11 +40,13 @@ from capi_pipeline.columns import PY_SPACE, TRIMMED_TEXT, non_empty
 __all__ = [
     "ACTION_SOURCES",
     "ISO_4217",
+    "KnownDuplicates",
     "RULE_ORDER",
     "RuleResult",
     "RuleSettings",
     "SeenEvents",
     "check_rows",
+    "duplicate_mask",
 ]
 
 # capi.md §2
@@ -482,3 +484,40 @@ def key_hashes(names: pa.Array, ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
     keyed = keys.drop_null().to_numpy(zero_copy_only=False)
     return pos, pd.util.hash_array(keyed, categorize=False)
+
+
+class KnownDuplicates:
+    """`SeenEvents.mark` answered from a mask `duplicate_mask` decided before the chunk was mapped (in the main
+    process, for a worker's chunk)."""
+
+    def __init__(self, dup: np.ndarray) -> None:
+        self.dup = dup
+
+    def mark(self, canon: pd.DataFrame) -> np.ndarray:
+        if len(canon) != len(self.dup):
+            raise ValueError(f"duplicate mask for {len(self.dup)} rows, chunk has {len(canon)}")
+        return self.dup
+
+
+def duplicate_mask(cfg: Any, seen: SeenEvents, first_row: int, data: Any, rejected: set[int]) -> np.ndarray:
+    """The duplicate mask of a pass-2 chunk's rows (an Arrow batch or a frame) without pass 1's rejections
+    (`rejected`: the rows `transform_chunk` leaves out), from only its key columns. Called in chunk order; `seen`
+    remembers the keys of every row, the contract's rejections included: the first occurrence of a key wins even
+    when the contract rejected it, as it does when a rule does (a later corrected copy is a duplicate)."""
+    from capi_pipeline import extract, mapping
+
+    cols = mapping.key_source_columns(cfg)
+    if hasattr(data, "num_rows"):
+        names = set(data.schema.names)
+        data = data.select([c for c in cols if c in names])
+    else:
+        data = data[[c for c in cols if c in data.columns]]
+    frame = extract.to_frame(data)
+    pos, h = key_hashes(*mapping.event_key_texts(frame, cfg))  # what seen.mark(canon) hashes, kept in Arrow
+    dup = np.zeros(len(frame), dtype=bool)
+    if len(pos):
+        dup[pos] = seen.mark_hashes(h)
+    if not rejected:
+        return dup
+    rows = np.arange(first_row, first_row + len(frame))
+    return dup[~np.isin(rows, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))]

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from capi_pipeline.payload import EventChunk
+from capi_pipeline.rules import KnownDuplicates, duplicate_mask
 
 __all__ = ["ChunkResult", "TransformPool", "ValidateResult", "WorkerError", "chunk_tasks",
            "validate_tasks"]
@@ -93,39 +94,6 @@ class _Records:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         self.records.extend(records)
-
-
-class _KnownDuplicates:
-    """`SeenEvents.mark` for a worker: the main process decided the chunk's duplicates before sending it."""
-
-    def __init__(self, dup: np.ndarray) -> None:
-        self.dup = dup
-
-    def mark(self, canon: Any) -> np.ndarray:
-        if len(canon) != len(self.dup):
-            raise WorkerError(f"duplicate mask for {len(self.dup)} rows, chunk has {len(canon)}")
-        return self.dup
-
-
-def mark_duplicates(cfg: Any, seen: Any, task: tuple[str, int, Any, set[int]]) -> np.ndarray:
-    """The duplicate mask of one pass-2 task's rows (pass 1's rejections left out, as `transform_chunk` does),
-    from only its key columns; `seen` remembers the new keys. Called in chunk order: the first occurrence wins."""
-    from capi_pipeline import extract, mapping
-    from capi_pipeline.rules import key_hashes
-
-    _, first_row, data, rejected = task
-    cols = mapping.key_source_columns(cfg)
-    if hasattr(data, "num_rows"):
-        names = set(data.schema.names)
-        data = data.select([c for c in cols if c in names])
-    else:
-        data = data[[c for c in cols if c in data.columns]]
-    frame, _ = extract.without_rows(extract.to_frame(data), first_row, rejected)
-    pos, h = key_hashes(*mapping.event_key_texts(frame, cfg))  # what seen.mark(canon) hashes, kept in Arrow
-    dup = np.zeros(len(frame), dtype=bool)
-    if len(pos):
-        dup[pos] = seen.mark_hashes(h)
-    return dup
 
 
 def _serve(conn: Connection, init: dict[str, Any]) -> None:
@@ -401,7 +369,7 @@ def _transform(msg: Any, init: dict[str, Any]) -> ChunkResult:
     stats = RunStats(pipeline=cfg.name, date="")
     records = _Records()
     events = transform_chunk(cfg, chunk, rejected, stats, records, options=init["options"],
-                             rule_settings=init["rule_settings"], seen=_KnownDuplicates(dup), now=now)
+                             rule_settings=init["rule_settings"], seen=KnownDuplicates(dup), now=now)
     return ChunkResult(seq=seq, stats=stats, quarantine=records.records, events=events)
 
 
@@ -675,7 +643,7 @@ class TransformPool:
                 if kind == "transform":
                     # duplicates are decided here, in chunk order (the first occurrence wins, as in one process),
                     # before the chunk leaves: no worker ever waits for another's chunk
-                    _send_message(conn, (kind, submitted, task, now, mark_duplicates(self.init["cfg"], seen, task)))
+                    _send_message(conn, (kind, submitted, task, now, duplicate_mask(self.init["cfg"], seen, *task[1:])))
                 else:
                     _send_message(conn, (kind, submitted, task, now))
                 del task

@@ -131,6 +131,25 @@ def test_per_file_stages_match_the_single_run(tmp_path: Path, sandbox, yesterday
     assert report["events_delivered"] == final["events_delivered"]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_key_first_seen_on_a_contract_rejected_row_makes_its_later_copy_a_duplicate(tmp_path: Path, yesterday,
+                                                                                      workers: int) -> None:
+    """The first occurrence of event_name + event_id wins even when the contract rejected it, as when a rule
+    does: a corrected copy later in the partition is quarantined as duplicate_event_id (README), in this process
+    and in the worker processes alike."""
+    smp = generate("offline", 40, yesterday, tmp_path / "wh", seed=3, bad_rate=0.0, fmt="csv")
+    src = Path(smp.files[0])
+    frame = pd.read_csv(src, dtype=str, keep_default_na=False)
+    first = frame.index[frame["value"].str.len() > 0][0]
+    bad = frame.loc[[first]].assign(value="-1")  # out_of_range in the contract: pass 1 rejects it
+    pd.concat([bad, frame]).to_csv(src, index=False)
+    cfg = load_pipeline(smp.pipeline_path)
+    out = tmp_path / f"out{workers}"
+    pipeline.run(cfg, yesterday.isoformat(), out_dir=out, dry_run_dir=tmp_path / f"dry{workers}", workers=workers)
+    rows = {int(r["row"]): r["rule"] for r in csv.DictReader((out / "quarantine.csv").open(encoding="utf-8"))}
+    assert rows[1] == "out_of_range" and rows[first + 2] == "duplicate_event_id"
+
+
 @pytest.mark.parametrize("kind", ["offline", "app"])
 def test_worker_processes_change_nothing_but_speed(tmp_path: Path, sandbox, yesterday, kind: str) -> None:
     """Pass 1 and pass 2 in two worker processes: same bodies, batch ids, quarantine and report counts.

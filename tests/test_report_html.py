@@ -100,6 +100,12 @@ def test_status_colour(change: dict[str, Any], level: str, colour: str) -> None:
     assert f"--status:{colour}" in report_html.render_html(report)
 
 
+def test_status_counts_meta_rejections_once() -> None:
+    """rows_rejected includes the rows Meta refused (meta_rejected): the sentence does not add them again."""
+    report = {**empty_report(), "rows_rejected": 5, "events_rejected_by_meta": 5}
+    assert report_html.status_of(report)[2].startswith("5 rows were rejected")
+
+
 def test_self_contained(tmp_path: Path) -> None:
     text = report_html.render_html(full_stats(tmp_path).to_dict(), base_dir=tmp_path / "out")
     lowered = text.lower()
