@@ -123,7 +123,8 @@ def _header(report: Mapping[str, Any], level: str, sentence: str, base_dir: Path
             cls = " warn"
         tiles.append(f'<div class="tile{cls}"><div class="n">{n:,}</div><div class="l">{_e(label)}</div></div>')
     extra = []
-    for key, label in (("events_sent", "sent"), ("events_rejected_by_meta", "rejected by Meta"),
+    sent = "written (dry run)" if report.get("mode") == "dry-run" else "sent"
+    for key, label in (("events_sent", sent), ("events_rejected_by_meta", "rejected by Meta"),
                        ("events_skipped_already_sent", "skipped (already sent)"), ("events_resent", "resent")):
         if _int(report.get(key)):
             extra.append(f"{_e(label)} <b>{_int(report.get(key)):,}</b>")
@@ -177,7 +178,7 @@ def _customer_information(report: Mapping[str, Any]) -> str:
     pre = _pairs(ci.get("prehashed"))
     out.append('<div class="grid"><div><h3>values dropped, by key and reason</h3>'
                + (_hbars(dropped, _RED) if dropped else '<p class="empty">none</p>') + "</div>")
-    hp_keys = sorted({k for k, _ in hashed} | {k for k, _ in pre})
+    hp_keys = sorted({k for k, n in hashed if n} | {k for k, n in pre if n})  # never-hashed keys count 0
     if hp_keys:
         h, p = dict(hashed), dict(pre)
         stacked = _stacked_bars([(k, [(h.get(k, 0), _BLUE), (p.get(k, 0), _TEAL)]) for k in hp_keys])

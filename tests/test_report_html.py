@@ -106,6 +106,15 @@ def test_status_counts_meta_rejections_once() -> None:
     assert report_html.status_of(report)[2].startswith("5 rows were rejected")
 
 
+def test_keys_never_hashed_get_no_hashed_row_and_a_dry_run_sends_nothing() -> None:
+    """lead_id counts 0 hashed and 0 pre-hashed: no "0 (of 0)" row; a dry run's events are written, not sent."""
+    report = {**empty_report(), "mode": "dry-run", "events_sent": 9, "events_delivered": 9,
+              "customer_information": {"hashed": {"em": 9, "lead_id": 0}, "prehashed": {"em": 1, "lead_id": 0}}}
+    html = report_html.render_html(report)
+    assert "(of 10)" in html and "(of 0)" not in html
+    assert "written (dry run) <b>9</b>" in html and "sent <b>" not in html
+
+
 def test_self_contained(tmp_path: Path) -> None:
     text = report_html.render_html(full_stats(tmp_path).to_dict(), base_dir=tmp_path / "out")
     lowered = text.lower()
