@@ -132,10 +132,24 @@ class _Batch:
     batch_id: str
     blocks: tuple[EventBlock, ...]
     keys: list[Key]  # (event_name, event_id) per event, in order
+    # keys an earlier run delivered, resent by `force`: left out of the ledger's record of this batch, so they stay
+    # delivered whatever becomes of it (a failed or killed forced resend must not make the next run send them).
+    # A batch of only such keys is not recorded at all: its id is the id of the batch that delivered them.
+    delivered: frozenset[Key] = frozenset()
+    # keys an earlier run failed to deliver (Meta refused them, or retries ran out): their refusal again is no
+    # sign that the whole run is misconfigured (`REJECTION_BREAKER` counts the others)
+    retried: frozenset[Key] = frozenset()
 
     @property
     def size(self) -> int:
         return len(self.keys)
+
+    @property
+    def recorded(self) -> bool:
+        return len(self.delivered) < len(self.keys)
+
+    def ledger_keys(self) -> list[Key]:
+        return [k for k in self.keys if k not in self.delivered] if self.delivered else self.keys
 
     def bodies(self) -> Sequence[Any]:
         return request_data(self.blocks)
@@ -217,6 +231,7 @@ class _Run:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.result = DeliveryResult(min_concurrency=self.limiter.maximum)
+        self.new_rejections = 0  # events Meta refused one by one that no earlier run had failed to deliver
         self.rng = random.Random()  # jitter only; ids never depend on it
 
     # -- counters (workers share the result)
@@ -239,8 +254,8 @@ class _Run:
         if self.stop.is_set():
             raise _Stop()
         bodies = batch.bodies()
-        if self.ledger is not None:
-            self.ledger.mark_sending(batch.batch_id, self.dataset_id, batch.keys)
+        if self.ledger is not None and batch.recorded:
+            self.ledger.mark_sending(batch.batch_id, self.dataset_id, batch.ledger_keys())
         try:
             sent = self._send_with_retries(batch, bodies)
         except InvalidEventsError as exc:
@@ -262,13 +277,13 @@ class _Run:
             log.error("batch %s: %d events not delivered after retries: %s", batch.batch_id,
                       batch.size, exc)
             return
-        if self.ledger is not None:
+        if self.ledger is not None and batch.recorded:
             self.ledger.mark_sent(batch.batch_id, sent.fbtrace_id)
         self._add(events_delivered=batch.size)
         self._trace(sent.fbtrace_id)
 
     def _mark_failed(self, batch: _Batch, reason: str) -> None:
-        if self.ledger is not None:
+        if self.ledger is not None and batch.recorded:
             self.ledger.mark_failed(batch.batch_id, reason)
 
     def _invalid(self, batch: _Batch, exc: InvalidEventsError) -> None:
@@ -279,11 +294,12 @@ class _Run:
             self._mark_failed(batch, f"rejected: code {exc.code}/{exc.subcode}")
             self._add(events_rejected=1)
             with self.lock:
+                self.new_rejections += event.key not in batch.retried
                 self.result.rejected.append(RejectedEvent(
                     file=event.file, row=event.row, event_name=event.event_name, event_id=event.event_id,
                     code=exc.code, subcode=exc.subcode, fbtrace_id=exc.fbtrace_id, message=_meta_text(exc),
                     field=getattr(exc, "blame", None)))
-                systemic = self.result.events_rejected >= REJECTION_BREAKER and self.result.events_delivered == 0
+                systemic = self.new_rejections >= REJECTION_BREAKER and self.result.events_delivered == 0
             if systemic:
                 self.stop.set()
                 raise TerminalUploadError(
@@ -298,7 +314,8 @@ class _Run:
         # halves run in this worker, one after the other: bisection never needs a free pool slot
         halves = (("0", events[:middle], batch.keys[:middle]), ("1", events[middle:], batch.keys[middle:]))
         for suffix, part, keys in halves:
-            self.process(_Batch(f"{batch.batch_id}.{suffix}", (EventBlock.of(part),), keys))
+            self.process(_Batch(f"{batch.batch_id}.{suffix}", (EventBlock.of(part),), keys, batch.delivered,
+                                batch.retried))
 
     def _send_with_retries(self, batch: _Batch, bodies: Sequence[Any]) -> SendResult:
         started = time.monotonic()
@@ -515,11 +532,12 @@ def _select(request: list[EventBlock], ledger: Ledger | None, dataset_id: str, f
     keys = [key for b in request for key in b.keys()]
     distinct = set(keys)
     once = len(distinct) == len(keys)
-    already = ledger.filter_unsent(dataset_id, keys if once else list(dict.fromkeys(keys))) \
-        if ledger is not None else set()
+    states = ledger.states(dataset_id, keys if once else list(dict.fromkeys(keys))) if ledger is not None else {}
+    already = {key for key, state in states.items() if state == "sent"}
+    failed = frozenset(key for key, state in states.items() if state == "failed")
     if once and (force or not already):  # the common case: every event goes, the blocks as they are
         result.events_resent += len(already) + len((distinct & in_flight_before) - already)
-        return _Batch(batch_id_for(scope, dataset_id, keys), tuple(request), keys)
+        return _Batch(batch_id_for(scope, dataset_id, keys), tuple(request), keys, frozenset(already), failed)
     # one key twice, or events an earlier run sent: event by event
     unique: dict[Key, OutboundEvent] = {}
     for event in (e for b in request for e in b.events()):
@@ -537,4 +555,5 @@ def _select(request: list[EventBlock], ledger: Ledger | None, dataset_id: str, f
     if not selected:
         return None
     keys = [(e.event_name, e.event_id) for e in selected]
-    return _Batch(batch_id_for(scope, dataset_id, keys), (EventBlock.of(selected),), keys)
+    return _Batch(batch_id_for(scope, dataset_id, keys), (EventBlock.of(selected),), keys,
+                  frozenset(k for k in keys if k in already), failed)

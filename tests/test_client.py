@@ -215,6 +215,7 @@ def test_scrub(text: str, expected: str) -> None:
 
 def test_scrub_removes_the_exact_token() -> None:
     assert scrub("token was plain-s3cret!", secrets=("plain-s3cret!",)) == "token was ***"
+    assert scrub("Dataset does not exist", secrets=("x",)) == "Dataset does not exist"  # a test token "x"
 
 
 def test_secret_is_masked() -> None:

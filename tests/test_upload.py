@@ -262,6 +262,24 @@ def test_rerun_sends_nothing_and_force_resends(ledger: Ledger) -> None:
     assert (forced.requests, forced.events_resent, forced.events_delivered) == (3, 1500, 1500)
 
 
+def test_a_failed_forced_resend_leaves_delivered_events_delivered(ledger: Ledger) -> None:
+    """run, then run --force while Meta answers 503 past the retry budget, then run: the last run sends nothing
+    (the forced batches' failure does not undo the first delivery), while a new event in it is sent."""
+    events = outbound(1000)
+    settings = UploadSettings(batch_size=250, max_attempts=2, **FAST)
+    with run_sandbox(SandboxConfig(port=0)) as sb:
+        client = client_for(sb.url)
+        deliver(iter(events[:750]), client=client, settings=settings, ledger=ledger, scope=SCOPE)
+        sb.set_faults("http503=1")
+        forced = deliver(iter(events[:750]), client=client, settings=settings, ledger=ledger, scope=SCOPE,
+                         force=True)
+        sb.set_faults("")
+        after = deliver(iter(events), client=client, settings=settings, ledger=ledger, scope=SCOPE)
+        assert stats(sb)["unique_events"] == 1000 and stats(sb)["duplicate_events"] == 0
+    assert forced.events_failed == 750
+    assert (after.events_skipped_already_sent, after.events_sent, after.events_resent) == (750, 250, 0)
+
+
 def test_simulated_crash_resends_only_in_flight(ledger: Ledger) -> None:
     events = outbound(1000)
     settings = UploadSettings(batch_size=250, **FAST)
@@ -499,3 +517,19 @@ def test_every_event_rejected_trips_the_breaker() -> None:
         requests_made = len(sb.requests())
     assert "accepted none" in str(info.value) and info.value.subcode == 2804003
     assert requests_made < 100  # not the ~2000 a full bisection of 1000 bad events would take
+
+
+def test_a_rerun_after_refused_events_is_not_stopped_by_them(ledger: Ledger) -> None:
+    """25 events Meta refuses one by one (more than the breaker's 20) stay failed in the ledger; a re-run sends
+    them again, and their refusal, known from the earlier run, does not stop it: a late file's events go out."""
+    events = outbound(1000, bad=frozenset(range(0, 1000, 40)))
+    late = outbound(200, prefix="late")
+    settings = UploadSettings(batch_size=250, **FAST)
+    with run_sandbox(SandboxConfig(port=0)) as sb:
+        client = client_for(sb.url)
+        first = deliver(iter(events), client=client, settings=settings, ledger=ledger, scope=SCOPE)
+        again = deliver(iter(events + late), client=client, settings=settings, ledger=ledger, scope=SCOPE)
+        assert stats(sb)["unique_events"] == 975 + 200
+    assert (first.events_delivered, first.events_rejected) == (975, 25)
+    assert (again.events_skipped_already_sent, again.events_rejected, again.events_delivered) == (975, 25, 200)
+
