@@ -27,7 +27,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ __all__ = [
     "FileValidation",
     "RunResult",
     "load_pipeline",
+    "lease_names",
     "partition_files",
     "resolve_token",
     "run",
@@ -315,7 +316,7 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
             try:
                 client = CapiClient(session, _client_settings(dest, tokens[dest.dataset_id], cfg))
                 # one run at a time per file: a second one would resend what the first has in flight
-                with ledger.lease([f"{scope}/{fv.name}" for fv in validations]):
+                with ledger.lease(lease_names(scope, validations)):
                     result = upload.deliver(events, client=client, settings=settings, ledger=ledger, scope=scope,
                                             force=force, progress=progress)
             except TerminalUploadError as exc:  # what was done before the stop still reaches report and quarantine
@@ -620,6 +621,13 @@ def _validate_file(cfg: PipelineConfig, validator: Any, path: Path, stats: RunSt
     stats.rows_read += fv.rows
     stats.stage_seconds["validate"] += time.perf_counter() - started
     return fv
+
+
+def lease_names(scope: str, validations: Sequence[FileValidation]) -> list[str]:
+    """The ledger leases of a delivery: one per file, named by its real path (symlinks resolved), not by how a
+    pipeline YAML reaches it: two YAMLs in different folders (a CLI run beside Airflow's effective YAML) that read
+    the same files and ledger for the same dataset and date take the same leases."""
+    return [f"{scope}/{fv.path.resolve()}" for fv in validations]
 
 
 def _events(cfg: PipelineConfig, validations: list[FileValidation], stats: RunStats,

@@ -317,3 +317,16 @@ def test_ldu_by_state_reads_each_rows_own_state_and_country(tmp_path: Path, yest
         body = bodies[i + 1]
         got = body.get("data_processing_options_state") if body["data_processing_options"] else None
         assert got == code, (state, country, body["data_processing_options"])
+
+
+def test_leases_name_the_files_not_the_yaml_folder(tmp_path: Path) -> None:
+    """A CLI run and Airflow's effective YAML (another folder, absolute or symlinked paths) delivering the same
+    files for the same dataset and date take the same leases, so the second waits for the first."""
+    data = tmp_path / "data" / "part-0.parquet"
+    data.parent.mkdir()
+    data.write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    one = pipeline.FileValidation(path=data, name="data/part-0.parquet", rows=1)
+    two = pipeline.FileValidation(path=tmp_path / "link" / "part-0.parquet", name=str(data), rows=1)
+    assert pipeline.lease_names("p/2026-12-04/1", [one]) == pipeline.lease_names("p/2026-12-04/1", [two])
+
