@@ -319,7 +319,7 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
                 with ledger.lease(lease_names(scope, validations)):
                     result = upload.deliver(events, client=client, settings=settings, ledger=ledger, scope=scope,
                                             force=force, progress=progress)
-            except TerminalUploadError as exc:  # what was done before the stop still reaches report and quarantine
+            except BaseException as exc:  # what was done before any stop still reaches report and quarantine
                 if (partial := getattr(exc, "result", None)) is not None:
                     stats.delivery[dest.dataset_id] = _delivery_summary(partial)
                     _quarantine_rejected(quarantine, partial, stats if first else None)

@@ -249,9 +249,18 @@ class _Run:
 
     # -- one batch
 
+    def start(self, batch: _Batch) -> None:
+        """A batch the queue hands out: counted as sent (a batch cancelled before it starts is not), then
+        processed; the halves of a bisection are processed without being counted again."""
+        if self.stop.is_set():
+            raise _Stop()
+        self._add(events_sent=batch.size)
+        self.process(batch)
+
     def process(self, batch: _Batch) -> None:
         """Deliver one batch, bisecting it if Meta calls it invalid; raises TerminalUploadError."""
         if self.stop.is_set():
+            self._add(events_failed=batch.size)  # counted as sent by `start`: not delivered
             raise _Stop()
         bodies = batch.bodies()
         if self.ledger is not None and batch.recorded:
@@ -267,6 +276,7 @@ class _Run:
         except _Stop:
             # never sent, or sent before the stop and unanswered: leave no doubt, resend it next run
             self._mark_failed(batch, "stopped: terminal error elsewhere in the run")
+            self._add(events_failed=batch.size)
             raise
         except DeliveryError as exc:
             self._mark_failed(batch, f"gave up: {exc}")
@@ -486,6 +496,7 @@ def deliver(events: Iterable[OutboundEvent | EventBlock], *, client: Any, settin
             report()
 
     pending: set[Future[None]] = set()
+    failure: BaseException | None = None
     with ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="capi-upload") as pool:
         try:
             for request in pack_requests(events, settings.batch_size):
@@ -493,8 +504,7 @@ def deliver(events: Iterable[OutboundEvent | EventBlock], *, client: Any, settin
                 batch = _select(request, ledger, dataset_id, force, in_flight_before, result, scope)
                 if batch is not None:
                     result.batches += 1
-                    result.events_sent += batch.size
-                    pending.add(pool.submit(run.process, batch))
+                    pending.add(pool.submit(run.start, batch))
                 done = {f for f in pending if f.done()}
                 pending -= done
                 collect(done)
@@ -508,11 +518,14 @@ def deliver(events: Iterable[OutboundEvent | EventBlock], *, client: Any, settin
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 collect(done)
-        except BaseException:
+        except BaseException as exc:  # Ctrl-C, a worker process lost, the ledger locked...: stop, then report
             run.stop.set()
             _cancel(pending)
-            raise
+            failure = exc
     result.min_concurrency = run.limiter.lowest
+    if failure is not None:  # the batches in flight are done (the pool waited): what was delivered is known
+        failure.result = result  # type: ignore[attr-defined]
+        raise failure
     report(final=True)
     if terminal is not None:
         terminal.result = result  # type: ignore[attr-defined]

@@ -533,3 +533,22 @@ def test_a_rerun_after_refused_events_is_not_stopped_by_them(ledger: Ledger) -> 
     assert (first.events_delivered, first.events_rejected) == (975, 25)
     assert (again.events_skipped_already_sent, again.events_rejected, again.events_delivered) == (975, 25, 200)
 
+
+def test_a_stop_from_outside_keeps_the_counts_of_what_was_done(ledger: Ledger) -> None:
+    """The events stop coming (a worker process lost, Ctrl-C): the error carries the counts so far, and
+    events_sent = delivered + failed + rejected (a batch cancelled before it started was not sent)."""
+    events = outbound(3000)
+
+    def source():
+        yield from events[:2000]
+        raise RuntimeError("worker process lost")
+
+    with run_sandbox(SandboxConfig(port=0)) as sb:
+        with pytest.raises(RuntimeError) as info:
+            deliver(source(), client=client_for(sb.url), settings=UploadSettings(batch_size=250, **FAST),
+                    ledger=ledger, scope=SCOPE)
+        received = stats(sb)["unique_events"]
+    partial = info.value.result
+    assert partial.events_delivered == received > 0
+    assert partial.events_sent == partial.events_delivered + partial.events_failed + partial.events_rejected
+
