@@ -23,7 +23,7 @@ Schema (SQLAlchemy Core, the same code for SQLite and PostgreSQL):
 The per-event rows are written later (every backend): `mark_sending` commits the batch row, its keys row and an
 `unindexed` row, and returns. Writing the batch's 1,000 unrelated keys into capi_ledger_events right away touched
 ~1,000 leaf pages of the B-tree per batch (~4 MB of WAL on SQLite; the main process's largest cost at a million
-events); they are written `INDEX_EVERY_KEYS` at a time and in key order, where neighbours share pages, in one
+events); they are written `INDEX_EVERY_KEYS` (or `INDEX_EVERY_BATCHES` batches) at a time and in key order, where neighbours share pages, in one
 transaction that also deletes their `unindexed` rows (`flush`, also on `close`). Until then every read puts the
 unindexed batches' keys on top of capi_ledger_events (a later batch wins, as it does in the table), in one
 snapshot: a crash before a flush loses nothing, and other processes sharing the database see the same states.
@@ -67,6 +67,9 @@ _CHUNK = 5000  # event ids per lookup query
 WRITER_CACHE_KIB = 64 * 1024  # page cache of the connection that writes batches (SQLite file ledgers)
 _PG_FLUSH_LOCK = 0x6361_7069_6C65_6467  # PostgreSQL advisory lock key of `_flush_sa` ("capiledg")
 INDEX_EVERY_KEYS = 50_000  # event keys held in `unindexed` batches before a flush writes them (sorted)
+# ... or this many batches: every read goes over the unindexed batches, so tiny batches (batching.size 1) would
+# make each read longer than the last (27,606 one-event batches took 26 minutes)
+INDEX_EVERY_BATCHES = 500
 
 _metadata = sa.MetaData()
 batches = sa.Table(
@@ -143,6 +146,7 @@ class Ledger:
         self._overlays: dict[str, _Overlay] = {}  # per dataset: the unindexed batches' keys, as last read
         self._overlay_lock = threading.Lock()
         self._unindexed_keys = 0  # written by this ledger since its last flush
+        self._unindexed_batches = 0
 
     @classmethod
     def open(cls, location: str) -> Ledger:
@@ -323,7 +327,8 @@ class Ledger:
                     self._upsert(conn, batch_keys, [{"batch_id": batch_id, "event_keys": listed}], ("batch_id",))
                     conn.execute(unindexed.insert().values(batch_id=batch_id, dataset_id=dataset_id))
             self._unindexed_keys += len(unique)
-            if self._unindexed_keys >= INDEX_EVERY_KEYS:
+            self._unindexed_batches += 1
+            if self._unindexed_keys >= INDEX_EVERY_KEYS or self._unindexed_batches >= INDEX_EVERY_BATCHES:
                 self._flush_locked()
 
     def mark_sent(self, batch_id: str, fbtrace_id: str | None) -> None:
@@ -421,7 +426,7 @@ class Ledger:
             self._fast.flush(time.time(), known)
         else:
             self._flush_sa(time.time(), known)
-        self._unindexed_keys = 0
+        self._unindexed_keys = self._unindexed_batches = 0
         with self._overlay_lock:
             self._overlays.clear()
 
