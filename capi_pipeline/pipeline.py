@@ -311,8 +311,11 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
             result = upload.deliver(events, client=client, settings=settings, ledger=None, scope=scope,
                                     force=True, progress=progress)
         else:
+            try:
+                ledger = Ledger.open(cfg.ledger_location())
+            except Exception as exc:
+                raise _unusable_ledger(cfg, exc) if _is_database_error(exc) else exc from None
             session = make_session(cfg.batching.concurrency)
-            ledger = Ledger.open(cfg.ledger_location())
             try:
                 client = CapiClient(session, _client_settings(dest, tokens[dest.dataset_id], cfg))
                 # one run at a time per file: a second one would resend what the first has in flight
@@ -323,9 +326,12 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
                 if (partial := getattr(exc, "result", None)) is not None:
                     stats.delivery[dest.dataset_id] = _delivery_summary(partial)
                     _quarantine_rejected(quarantine, partial, stats if first else None)
+                if _is_database_error(exc):
+                    raise _unusable_ledger(cfg, exc) from None
                 raise
             finally:
-                ledger.close()
+                with contextlib.suppress(Exception):  # a damaged ledger may not close cleanly either
+                    ledger.close()
                 session.close()
         stats.stage_seconds[f"deliver:{dest.dataset_id}"] += time.perf_counter() - started
         stats.delivery[dest.dataset_id] = _delivery_summary(result)
@@ -621,6 +627,23 @@ def _validate_file(cfg: PipelineConfig, validator: Any, path: Path, stats: RunSt
     stats.rows_read += fv.rows
     stats.stage_seconds["validate"] += time.perf_counter() - started
     return fv
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(exc, (sqlite3.Error, SQLAlchemyError))
+
+
+def _unusable_ledger(cfg: PipelineConfig, exc: BaseException) -> ConfigurationError:
+    """A database error of the ledger as an error saying what to check (its text, which may quote SQL and
+    parameters, stays out)."""
+    return ConfigurationError(
+        f"the ledger {cfg.ledger_location()} cannot be read or written ({type(exc).__name__}): check that the file "
+        "and its folder are writable and the file is a capi-pipeline ledger (a damaged one: restore it or move "
+        "it away; without it, a re-run resends the whole day)")
 
 
 def lease_names(scope: str, validations: Sequence[FileValidation]) -> list[str]:

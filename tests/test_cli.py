@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from capi_pipeline.config import load_pipeline
+
 EXE = [sys.executable, "-m", "capi_pipeline"]
 
 
@@ -68,6 +70,19 @@ def test_missing_token_is_a_configuration_error(tmp_path: Path, yesterday) -> No
                           "--endpoint", "http://127.0.0.1:9"], capture_output=True, text=True, env=env)
     assert run.returncode == 2 and "META_CAPI_ACCESS_TOKEN" in run.stderr and "line break" in run.stderr
     assert "CANARY" not in run.stderr + run.stdout and "Traceback" not in run.stderr
+
+
+def test_a_damaged_ledger_is_a_configuration_error(tmp_path: Path, yesterday) -> None:
+    """A ledger file that is no database: exit 2 with what to check, no SQLAlchemy traceback, nothing sent."""
+    day = yesterday.isoformat()
+    assert _cli("sample", "--kind", "offline", "--rows", "50", "--date", day, "--out", str(tmp_path)).returncode == 0
+    cfg = load_pipeline(tmp_path / "offline.pipeline.yaml")
+    Path(cfg.ledger_location()).parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg.ledger_location()).write_bytes(b"garbage" * 1000)
+    env = {**os.environ, "META_CAPI_ACCESS_TOKEN": "a-long-enough-token"}
+    run = subprocess.run([*EXE, "run", str(tmp_path / "offline.pipeline.yaml"), "--date", day,
+                          "--endpoint", "http://127.0.0.1:9"], capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "cannot be read or written" in run.stderr and "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("args, code", [
