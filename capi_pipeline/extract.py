@@ -17,7 +17,7 @@ import pandas as pd
 
 from capi_pipeline.errors import InputError
 
-__all__ = ["Chunk", "list_partition", "read_chunks", "count_rows", "display_name", "without_rows"]
+__all__ = ["Chunk", "list_partition", "read_chunks", "count_rows", "display_name", "kept_rows", "without_rows"]
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,18 @@ def without_rows(frame: pd.DataFrame, first_row: int, rejected: set[int]) -> tup
     """A chunk's frame without the rows whose source row numbers are in `rejected` (index 0..n-1), and the
     source row number of each row kept."""
     rows = np.arange(first_row, first_row + len(frame))
-    if not rejected:
+    keep = kept_rows(first_row, len(frame), rejected)
+    if keep is None:
         return frame, rows
-    keep = ~np.isin(rows, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))
     return frame[keep].reset_index(drop=True), rows[keep]
+
+
+def kept_rows(first_row: int, n: int, rejected: set[int]) -> np.ndarray | None:
+    """Which of a chunk's `n` rows (source rows from `first_row`) are not in `rejected`; None: all of them."""
+    if not rejected:
+        return None
+    rows = np.arange(first_row, first_row + n)
+    return ~np.isin(rows, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))
 
 
 def count_rows(path: Path, fmt: str) -> int | None:

@@ -136,6 +136,11 @@ def rule_settings_for(cfg: PipelineConfig) -> Any:
                         future_tolerance_s=cfg.rules.future_tolerance_s)
 
 
+def _quarantine(cfg: PipelineConfig, path: Path) -> QuarantineWriter:
+    """The quarantine file, told which source columns the event ids are made of (to withhold a rejected one)."""
+    return QuarantineWriter(path, mapping.key_columns(cfg))
+
+
 DRY_RUN_REPORTS = "dry-run"  # a dry run's report goes to <output>/<name>/<date>/dry-run/ (unless --out says where)
 
 
@@ -143,7 +148,7 @@ def validate(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, now
     """Contract and Meta's rules only: writes the report and the quarantine, sends nothing."""
     out = cfg.output_dir(date, out_dir)
     stats = RunStats(pipeline=cfg.name, date=date, mode="validate")
-    with _report_on_failure(stats, out), QuarantineWriter(out / "quarantine.csv", mapping.key_columns(cfg)) as quarantine:
+    with _report_on_failure(stats, out), _quarantine(cfg, out / "quarantine.csv") as quarantine:
         stats.quarantine_file = str(quarantine.path)
         validations = _validate_partition(cfg, date, stats, quarantine)
         for _ in _events(cfg, validations, stats, quarantine, now=now):
@@ -167,7 +172,7 @@ def run(cfg: PipelineConfig, date: str, *, out_dir: Path | None = None, dry_run_
     # started before pass 1, so the workers' imports overlap with the contract pass
     pool = _transform_pool(cfg, partition_files(cfg, date), workers)
     try:
-        with _report_on_failure(stats, out), QuarantineWriter(out / "quarantine.csv", mapping.key_columns(cfg)) as quarantine:
+        with _report_on_failure(stats, out), _quarantine(cfg, out / "quarantine.csv") as quarantine:
             stats.quarantine_file = str(quarantine.path)
             validations = _validate_partition(cfg, date, stats, quarantine, pool=pool)
             exit_code = _deliver(cfg, date, validations, stats, quarantine, tokens=tokens, dry_run_dir=dry_run_dir,
@@ -314,7 +319,9 @@ def _deliver(cfg: PipelineConfig, date: str, validations: list[FileValidation], 
             try:
                 ledger = Ledger.open(cfg.ledger_location())
             except Exception as exc:
-                raise _unusable_ledger(cfg, exc) if _is_database_error(exc) else exc from None
+                if _is_database_error(exc):
+                    raise _unusable_ledger(cfg, exc) from None
+                raise
             session = make_session(cfg.batching.concurrency)
             try:
                 client = CapiClient(session, _client_settings(dest, tokens[dest.dataset_id], cfg))
@@ -363,7 +370,7 @@ def validate_file(pipeline_path: str, date: str, file: str, *, run_dir: str) -> 
     part = _part_paths(run_dir, file)
     stats = RunStats(pipeline=cfg.name, date=date)
     validator = ContractValidator(load_contract(resolve_contract_path(cfg.contract, cfg.base_dir)))
-    with QuarantineWriter(part["validate_q"], mapping.key_columns(cfg)) as quarantine:
+    with _quarantine(cfg, part["validate_q"]) as quarantine:
         fv = _validate_file(cfg, validator, Path(file), stats, quarantine)
     _save_json(part["validate"], {"file": file, "name": fv.name, "rows": fv.rows,
                                   "rejected_rows": sorted(fv.rejected_rows), "stats": stats.to_state()})
@@ -381,7 +388,7 @@ def deliver_file(pipeline_path: str, date: str, file: str, *, run_dir: str, toke
                         rejected_rows=set(saved["rejected_rows"]))
     stats = RunStats(pipeline=cfg.name, date=date, mode="dry-run" if dry_run_dir else "run")
     dry = Path(dry_run_dir) if dry_run_dir else None
-    with QuarantineWriter(part["deliver_q"], mapping.key_columns(cfg)) as quarantine:
+    with _quarantine(cfg, part["deliver_q"]) as quarantine:
         exit_code = _deliver(cfg, date, [fv], stats, quarantine, tokens=_tokens(cfg, tokens, dry),
                              dry_run_dir=dry, force=force, now=None, progress=_log_progress)
     _save_json(part["deliver"], {"file": file, "exit_code": exit_code, "stats": stats.to_state()})

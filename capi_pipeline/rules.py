@@ -517,7 +517,5 @@ def duplicate_mask(cfg: Any, seen: SeenEvents, first_row: int, data: Any, reject
     dup = np.zeros(len(frame), dtype=bool)
     if len(pos):
         dup[pos] = seen.mark_hashes(h)
-    if not rejected:
-        return dup
-    rows = np.arange(first_row, first_row + len(frame))
-    return dup[~np.isin(rows, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))]
+    keep = extract.kept_rows(first_row, len(frame), rejected)
+    return dup if keep is None else dup[keep]

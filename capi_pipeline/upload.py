@@ -263,8 +263,8 @@ class _Run:
             self._add(events_failed=batch.size)  # counted as sent by `start`: not delivered
             raise _Stop()
         bodies = batch.bodies()
-        if self.ledger is not None and batch.recorded:
-            self.ledger.mark_sending(batch.batch_id, self.dataset_id, batch.ledger_keys())
+        if (ledger := self._ledger_of(batch)) is not None:
+            ledger.mark_sending(batch.batch_id, self.dataset_id, batch.ledger_keys())
         try:
             sent = self._send_with_retries(batch, bodies)
         except InvalidEventsError as exc:
@@ -287,14 +287,18 @@ class _Run:
             log.error("batch %s: %d events not delivered after retries: %s", batch.batch_id,
                       batch.size, exc)
             return
-        if self.ledger is not None and batch.recorded:
-            self.ledger.mark_sent(batch.batch_id, sent.fbtrace_id)
+        if (ledger := self._ledger_of(batch)) is not None:
+            ledger.mark_sent(batch.batch_id, sent.fbtrace_id)
         self._add(events_delivered=batch.size)
         self._trace(sent.fbtrace_id)
 
+    def _ledger_of(self, batch: _Batch) -> Ledger | None:
+        """The ledger, when this batch is recorded in it (`_Batch.recorded`)."""
+        return self.ledger if batch.recorded else None
+
     def _mark_failed(self, batch: _Batch, reason: str) -> None:
-        if self.ledger is not None and batch.recorded:
-            self.ledger.mark_failed(batch.batch_id, reason)
+        if (ledger := self._ledger_of(batch)) is not None:
+            ledger.mark_failed(batch.batch_id, reason)
 
     def _invalid(self, batch: _Batch, exc: InvalidEventsError) -> None:
         self._trace(exc.fbtrace_id)
